@@ -1,0 +1,170 @@
+"""The `lab` command. The outermost shell: it may import probes (and app) lazily inside sub-commands."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from .config import ConfigError, preset_names
+from .runs import list_runs, load_run, runs_root
+from .train import TrainingDiverged, train
+
+DEMO_PRESET = "tiny-linreg"
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj))
+
+
+def _curve_summary(curve: dict) -> dict:
+    """Model vs baselines at k >= d: does it beat averaging and 3-NN everywhere, and its gap to OLS."""
+    c, d = curve["curves"], curve["d"]
+    ks = [k for k in curve["k"] if k >= d]
+    model = c["model"]["mean"]
+    beats = {b: all(model[k] < c[b]["mean"][k] for k in ks) for b in ("averaging", "3-nn")}
+    gap = [model[k] - c["ols"]["mean"][k] for k in ks]
+    return {"ks": ks, "beats": beats, "gap_to_ols_mean": sum(gap) / len(gap), "gap_to_ols_max": max(gap)}
+
+
+def cmd_train(args) -> int:
+    run = train(args.preset, args.overrides, out=args.out, quiet=args.quiet)
+    last = run.metrics[-1] if run.metrics else {}
+    result = {"run_dir": str(run.path), "step": last.get("step"), "loss": last.get("loss")}
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"trained {run.path} to step {result['step']}, last loss {result['loss']:.4g}")
+    return 0
+
+
+def _evaluate_and_print(run, n_prompts: int, as_json: bool):
+    from probes.icl_curve import evaluate_run, format_table
+
+    curve = evaluate_run(run, n_prompts=n_prompts)
+    if not as_json:
+        print(format_table(curve))
+        print(f"curve: {run.path / 'eval' / 'icl_curve.json'}  figure: {run.path / 'figures' / 'icl_curve.png'}")
+    return curve
+
+
+def cmd_eval(args) -> int:
+    run = load_run(args.run)
+    curve = _evaluate_and_print(run, args.n_prompts, args.json)
+    if args.json:
+        _print_json(curve)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    t0 = time.time()
+    out = args.out or str(runs_root() / f"demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    run = train(DEMO_PRESET, [], out=out, quiet=args.quiet)
+    curve = _evaluate_and_print(run, args.n_prompts, args.json)
+    s = _curve_summary(curve)
+    if args.json:
+        _print_json({**curve, "summary": s, "run_dir": str(run.path), "wall_s": time.time() - t0})
+        return 0
+    d = curve["d"]
+    verdict = lambda ok: "beats it" if ok else "does NOT beat it"
+    print(f"\nAt every k >= d = {d} the model {verdict(s['beats']['averaging'])} on averaging and "
+          f"{verdict(s['beats']['3-nn'])} on 3-NN; its gap to least squares is {s['gap_to_ols_mean']:.4f} on "
+          f"average (at most {s['gap_to_ols_max']:.4f}).")
+    print(f"What to notice: least squares falls to 0 once k reaches d = {d} (d examples pin down w), while "
+          "averaging and 3-NN stay far above. A transformer trained only on such prompts learns, with no weight "
+          "update at test time, a learner much closer to least squares than to those simple rules: "
+          "that is in-context learning.")
+    print(f"({time.time() - t0:.0f} s in all)")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    rows = []
+    for run in list_runs():
+        st = run.status
+        rows.append({"run_dir": str(run.path), "preset": run.config.preset, "status": st.get("status", "?"),
+                     "step": st.get("step"), "steps": run.config.train.steps})
+    if args.json:
+        _print_json(rows)
+    elif not rows:
+        print(f"no runs under {runs_root()}")
+    else:
+        for r in rows:
+            print(f"{r['run_dir']:50s} {r['preset']:16s} {r['status']:12s} {r['step']}/{r['steps']}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import bench_train
+
+    result = bench_train(args.preset, steps=args.steps)
+    if args.json:
+        _print_json(result)
+    else:
+        for r in result["rows"]:
+            print(f"{r['case']}\n  ours {r['ours_s'] * 1e3:.1f} ms/step ({1 / r['ours_s']:.2f} steps/s), "
+                  f"{r['baseline']} {r['baseline_s'] * 1e3:.1f} ms/step, ratio {r['ratio']:.2f} on {result['device']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lab", description="Train small transformers on in-context tasks and "
+                                     "compare them with the algorithms they might be running.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, fn, help):
+        p = sub.add_parser(name, help=help)
+        p.set_defaults(func=fn)
+        p.add_argument("--json", action="store_true", help="print the numbers as JSON, last on stdout")
+        return p
+
+    p = add("demo", cmd_demo, f"train {DEMO_PRESET} on the CPU, evaluate it, show the curve")
+    p.add_argument("--out", help="run folder (default: a new folder under $LAB_RUNS or ./runs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--n-prompts", type=int, default=1280)
+
+    p = add("train", cmd_train, "train a preset; an existing --out with the same config resumes")
+    p.add_argument("preset", help=f"one of {', '.join(preset_names())}, or a .toml/.json config file")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.steps=500 model.n_layers=2")
+    p.add_argument("--out", help="run folder (default: a new folder under $LAB_RUNS or ./runs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = add("eval", cmd_eval, "ICL curve of a run against the baselines; writes eval/ and figures/")
+    p.add_argument("run", help="a run folder")
+    p.add_argument("--n-prompts", type=int, default=1280)
+
+    add("runs", cmd_runs, "list the runs under $LAB_RUNS (default ./runs)")
+
+    p = add("bench", cmd_bench, "benchmarks: KIND is train")
+    p.add_argument("kind", choices=["train"])
+    p.add_argument("--preset", default="garg-linreg")
+    p.add_argument("--steps", type=int, default=10)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("n_prompts", "steps"):
+        if getattr(args, name, 1) < 1:
+            print(f"lab: error: --{name.replace('_', '-')} must be an integer >= 1; got {getattr(args, name)}",
+                  file=sys.stderr)
+            return 2
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        if os.environ.get("LAB_DEBUG"):
+            raise
+        print(f"lab: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as e:
+        print(f"lab: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nlab: interrupted; run the same command again (same --out) to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

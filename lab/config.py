@@ -1,0 +1,310 @@
+"""Run configs as data: dataclasses, presets (TOML files in lab/presets), and type-checked key=value overrides."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import tasks
+
+
+class ConfigError(ValueError):
+    """A bad config key or value; the message is one line naming the key and what is allowed."""
+
+
+def _need(cond: bool, key: str, allowed: str, value) -> None:
+    if not cond:
+        raise ConfigError(f"{key} must be {allowed}; got {value!r}")
+
+
+@dataclass
+class TaskConfig:
+    """Which task and token format; `params` are the task's own arguments (e.g. d, noise_std)."""
+
+    name: str = "linear_regression"
+    format: Literal["interleaved", "disjoint", "stacked"] = "interleaved"
+    n_points: int = 41
+    params: dict = field(default_factory=dict)
+
+    def validate(self):
+        _need(self.n_points >= 1, "task.n_points", "an integer >= 1", self.n_points)
+        try:
+            self.build()
+        except ValueError as e:
+            raise ConfigError(f"task.{e}") from None
+
+    def build(self):
+        return tasks.get(self.name, **self.params)
+
+
+@dataclass
+class ModelConfig:
+    """The decoder-style transformer of lab/model.py."""
+
+    n_layers: int = 3
+    n_heads: int = 2
+    d_model: int = 64
+    d_mlp: int = -1  # -1: 4 * d_model; 0: no MLP
+    d_in: int = 0  # 0: set from the task and format
+    input: Literal["vector", "tokens"] = "vector"
+    vocab_size: int = 0
+    output: Literal["scalar", "classes"] = "scalar"
+    n_classes: int = 2
+    layernorm: bool = True
+    pos: Literal["learned", "none"] = "learned"
+    max_len: int = 256
+    attn: Literal["softmax", "linear"] = "softmax"
+    mask: Literal["causal", "context", "none"] = "causal"
+    act: Literal["gelu", "relu"] = "gelu"
+    bias: bool = True
+    backend: Literal["auto", "sdpa", "reference"] = "auto"
+    init_std: float = 0.02
+
+    def validate(self):
+        for key in ("n_layers", "n_heads", "d_model", "max_len"):
+            _need(getattr(self, key) >= 1, f"model.{key}", "an integer >= 1", getattr(self, key))
+        _need(self.d_model % self.n_heads == 0, "model.d_model", f"a multiple of model.n_heads = {self.n_heads}",
+              self.d_model)
+        _need(self.d_mlp >= -1, "model.d_mlp", ">= 0 (0 = no MLP) or -1 (4 x d_model)", self.d_mlp)
+        _need(self.input == "vector" or self.vocab_size >= 1, "model.vocab_size", ">= 1 for token-id input",
+              self.vocab_size)
+        _need(self.output == "scalar" or self.n_classes >= 2, "model.n_classes", ">= 2", self.n_classes)
+        _need(self.init_std > 0, "model.init_std", "> 0", self.init_std)
+
+    @property
+    def mlp_width(self) -> int:
+        return 4 * self.d_model if self.d_mlp == -1 else self.d_mlp
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser, schedule, loss and bookkeeping (Garg: Adam 1e-4, batch 64, MSE over all prefixes)."""
+
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-4
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 0.0  # max global grad norm; 0 = off
+    loss: Literal["all", "query"] = "all"
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 50
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def validate(self):
+        for key in ("steps", "batch_size", "checkpoint_every", "log_every"):
+            _need(getattr(self, key) >= 1, f"train.{key}", "an integer >= 1", getattr(self, key))
+        _need(self.lr > 0, "train.lr", "> 0", self.lr)
+        _need(self.weight_decay >= 0, "train.weight_decay", ">= 0", self.weight_decay)
+        for key in ("beta1", "beta2"):
+            _need(0 <= getattr(self, key) < 1, f"train.{key}", "in [0, 1)", getattr(self, key))
+        _need(self.warmup_steps >= 0, "train.warmup_steps", ">= 0", self.warmup_steps)
+        _need(0 <= self.min_lr_ratio <= 1, "train.min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
+        _need(self.grad_clip >= 0, "train.grad_clip", ">= 0 (0 = off)", self.grad_clip)
+
+
+@dataclass
+class CurriculumConfig:
+    """Garg's curriculum: active dims and points grow by `inc` every `interval` steps up to `end`."""
+
+    enabled: bool = False
+    dims_start: int = 5
+    dims_end: int = 20
+    dims_inc: int = 1
+    dims_interval: int = 2000
+    points_start: int = 11
+    points_end: int = 41
+    points_inc: int = 2
+    points_interval: int = 2000
+
+    def validate(self):
+        for key in ("dims_start", "dims_end", "points_start", "points_end", "dims_interval", "points_interval"):
+            _need(getattr(self, key) >= 1, f"curriculum.{key}", "an integer >= 1", getattr(self, key))
+        for key in ("dims_inc", "points_inc"):
+            _need(getattr(self, key) >= 0, f"curriculum.{key}", "an integer >= 0", getattr(self, key))
+
+    def at(self, step: int) -> tuple[int, int]:
+        """(active dims, points) at `step`."""
+        dims = min(self.dims_end, self.dims_start + self.dims_inc * (step // self.dims_interval))
+        points = min(self.points_end, self.points_start + self.points_inc * (step // self.points_interval))
+        return dims, points
+
+
+SECTIONS = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig, "curriculum": CurriculumConfig}
+
+
+@dataclass
+class RunConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    preset: str = ""
+
+    def validate(self) -> "RunConfig":
+        for name in SECTIONS:
+            getattr(self, name).validate()
+        task = self.task.build()
+        d = task.d
+        if self.curriculum.enabled:
+            _need(self.curriculum.dims_end <= d, "curriculum.dims_end", f"<= task d = {d}", self.curriculum.dims_end)
+            _need(self.curriculum.points_end <= self.task.n_points, "curriculum.points_end",
+                  f"<= task.n_points = {self.task.n_points}", self.curriculum.points_end)
+        fmt = tasks.formats.get(self.task.format)
+        longest = fmt.seq_len(self.task.n_points)
+        _need(self.model.pos == "none" or longest <= self.model.max_len, "model.max_len",
+              f">= the longest sequence ({longest} tokens)", self.model.max_len)
+        _need(self.model.d_in in (0, fmt.input_dim(d)), "model.d_in",
+              f"0 (automatic) or {fmt.input_dim(d)} for format {fmt.name} at d = {d}", self.model.d_in)
+        return self
+
+    def resolved(self) -> "RunConfig":
+        """A validated copy with derived values (d_in, d_mlp) filled in: what a run folder saves."""
+        cfg = copy.deepcopy(self).validate()
+        fmt = tasks.formats.get(cfg.task.format)
+        cfg.model.d_in = fmt.input_dim(cfg.task.build().d)
+        cfg.model.d_mlp = cfg.model.mlp_width
+        return cfg
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        cfg = cls(preset=str(data.get("preset", "")))
+        unknown = set(data) - set(SECTIONS) - {"preset"}
+        if unknown:
+            raise ConfigError(f"unknown config section {sorted(unknown)[0]!r}; sections: {', '.join(SECTIONS)}")
+        for section, values in data.items():
+            if section == "preset":
+                continue
+            for key, value in values.items():
+                set_value(cfg, f"{section}.{key}", value)
+        return cfg
+
+
+def _coerce(key: str, hint, value):
+    """Convert `value` (a string from the command line, or a TOML/JSON value) to the field type `hint`."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        _need(value in allowed, key, "one of " + ", ".join(map(str, allowed)), value)
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        _need(text in ("true", "false", "1", "0", "yes", "no"), key, "true or false", value)
+        return text in ("true", "1", "yes")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        try:
+            return int(str(value).replace("_", ""))
+        except ValueError:
+            raise ConfigError(f"{key} must be an integer; got {value!r}") from None
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        try:
+            return float(str(value))
+        except ValueError:
+            raise ConfigError(f"{key} must be a number; got {value!r}") from None
+    if hint is str:
+        return str(value)
+    if hint is dict:
+        _need(isinstance(value, dict), key, "a table of task arguments", value)
+        return dict(value)
+    raise ConfigError(f"{key} cannot be set")  # pragma: no cover
+
+
+def _parse_scalar(text):
+    """A command-line value for a field of unknown type (task params): JSON scalar if it parses, else string."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def set_value(cfg: RunConfig, key: str, value) -> None:
+    """Set `section.name` on cfg with type checking; unknown keys raise ConfigError naming the choices."""
+    section, _, name = key.partition(".")
+    if section not in SECTIONS or not name:
+        raise ConfigError(f"unknown key {key!r}; keys look like SECTION.NAME with SECTION one of {', '.join(SECTIONS)}")
+    obj = getattr(cfg, section)
+    hints = typing.get_type_hints(type(obj))
+    if section == "task" and name not in hints:
+        task_cls = tasks.task_class(cfg.task.name)
+        task_hints = typing.get_type_hints(task_cls)
+        if name not in task_hints:
+            allowed = ["name", "format", "n_points"] + list(task_hints)
+            raise ConfigError(f"unknown key {key!r}; task keys: {', '.join(allowed)}")
+        cfg.task.params[name] = _coerce(key, task_hints[name], _parse_scalar(value))
+        return
+    if section == "task" and name == "params":
+        for k, v in (value or {}).items():
+            set_value(cfg, f"task.{k}", v)
+        return
+    if name not in hints:
+        raise ConfigError(f"unknown key {key!r}; {section} keys: {', '.join(hints)}")
+    setattr(obj, name, _coerce(key, hints[name], value))
+
+
+def apply_overrides(cfg: RunConfig, overrides) -> RunConfig:
+    """Apply {key: value} or ["key=value", ...]; returns a validated copy."""
+    cfg = copy.deepcopy(cfg)
+    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides or []]
+    for key, value in items:
+        set_value(cfg, key, value)
+    return cfg.validate()
+
+
+def _split(text: str) -> tuple[str, str]:
+    key, eq, value = text.partition("=")
+    if not eq or not key:
+        raise ConfigError(f"override {text!r} must look like key=value (e.g. train.steps=500)")
+    return key.strip(), value.strip()
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("lab.presets").iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> RunConfig:
+    """A preset by name (a TOML file in lab/presets), or a path to a .toml or .json config file."""
+    path = Path(name)
+    if path.suffix in (".toml", ".json") and path.is_file():
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        data.setdefault("preset", path.stem)
+        return RunConfig.from_dict(data).validate()
+    if name not in preset_names():
+        raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(preset_names())} (or a .toml/.json file)")
+    data = tomllib.loads(resources.files("lab.presets").joinpath(f"{name}.toml").read_text())
+    data["preset"] = name
+    return RunConfig.from_dict(data).validate()
+
+
+def make_config(preset, overrides=None) -> RunConfig:
+    """Preset name/path, RunConfig or dict, plus overrides -> a validated, resolved RunConfig."""
+    if isinstance(preset, RunConfig):
+        cfg = preset
+    elif isinstance(preset, dict):
+        cfg = RunConfig.from_dict(preset)
+    else:
+        cfg = load_preset(str(preset))
+    return apply_overrides(cfg, overrides).resolved()

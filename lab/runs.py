@@ -1,0 +1,131 @@
+"""The run store: one folder per run, atomic writes, safe loading (weights_only), and `load_run`."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import tasks
+
+from .config import RunConfig
+from .model import Transformer
+
+CONFIG, METRICS, CHECKPOINT, STATUS = "config.json", "metrics.jsonl", "checkpoint.pt", "status.json"
+
+
+def runs_root() -> Path:
+    """Where runs live: $LAB_RUNS, else ./runs."""
+    return Path(os.environ.get("LAB_RUNS", "runs"))
+
+
+def new_run_dir(name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = runs_root() / f"{name}-{stamp}"
+    i = 1
+    while path.exists():
+        path, i = runs_root() / f"{name}-{stamp}-{i}", i + 1
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def atomic_torch_save(path: Path, obj) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def safe_torch_load(path: Path, map_location="cpu"):
+    """Load tensors and plain containers only: a run folder from someone else never executes code."""
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Rows of metrics.jsonl; a half-written last line (a run being written) is skipped."""
+    rows = []
+    if Path(path).exists():
+        for line in Path(path).read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+class Run:
+    """A run folder: .config, .task, .format, .model (loaded from the last checkpoint), .metrics, .predict()."""
+
+    def __init__(self, path, device: str = "cpu"):
+        self.path = Path(path)
+        if not (self.path / CONFIG).is_file():
+            raise FileNotFoundError(f"{self.path} is not a run folder (no {CONFIG})")
+        self.config = RunConfig.from_dict(json.loads((self.path / CONFIG).read_text())).validate()
+        self.device = device
+        self.task = self.config.task.build()
+        self.format = tasks.formats.get(self.config.task.format)
+        self._model = None
+
+    @property
+    def model(self) -> Transformer:
+        if self._model is None:
+            ckpt = self.path / CHECKPOINT
+            if not ckpt.is_file():
+                raise FileNotFoundError(f"{self.path} has no checkpoint yet")
+            model = Transformer(self.config.model)
+            model.load_state_dict(safe_torch_load(ckpt)["model"])
+            self._model = model.to(self.device).eval()
+        return self._model
+
+    @property
+    def metrics(self) -> list[dict]:
+        return read_metrics(self.path / METRICS)
+
+    @property
+    def status(self) -> dict:
+        path = self.path / STATUS
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    @torch.no_grad()
+    def predict(self, prompts: tasks.Prompts) -> torch.Tensor:
+        """Prefix-wise predictions [B, n] (column i sees pairs 0..i-1 and x_i), like probes.solve."""
+        model = self.model
+        dtype = next(model.parameters()).dtype
+        p = prompts.to(device=self.device, dtype=dtype)
+        return self.format.predict(model, p).cpu()
+
+    def __repr__(self):
+        return f"Run({str(self.path)!r}, preset={self.config.preset!r})"
+
+
+def load_run(path, device: str = "cpu") -> Run:
+    return Run(path, device=device)
+
+
+def list_runs(root: Path | None = None) -> list[Run]:
+    root = Path(root) if root else runs_root()
+    if not root.is_dir():
+        return []
+    return [Run(p) for p in sorted(root.iterdir()) if (p / CONFIG).is_file()]

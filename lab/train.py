@@ -1,0 +1,163 @@
+"""The trainer: seeded data stream, Adam/AdamW with warm-up and cosine schedules, gradient clipping,
+Garg's curriculum, loss over all prefixes or the query only, checkpoints with exact resume.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+import tasks
+
+from .config import ConfigError, RunConfig, TrainConfig, make_config
+from .model import Transformer, build_model
+from .runs import (CHECKPOINT, CONFIG, METRICS, STATUS, Run, atomic_torch_save, atomic_write_bytes,
+                   atomic_write_json, new_run_dir, read_metrics, safe_torch_load)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Learning rate for `step` (0-based): linear warm-up, then constant or cosine decay to lr * min_lr_ratio."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def data_seed(seed: int, step: int) -> int:
+    """The seed of step `step`'s batch: the data stream depends only on (seed, step), so resume replays it."""
+    return seed * 1_000_003 + step
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device must be auto or cpu on this machine (no CUDA device); got 'cuda'")
+    return torch.device(name)
+
+
+def prompt_loss(model: Transformer, fmt: tasks.formats.Format, p: tasks.Prompts, kind: str) -> torch.Tensor:
+    """Mean squared error over all predicted prefixes (Garg) or over the query (last point) only."""
+    preds, targets = fmt.decode(model(fmt.encode(p))), fmt.targets(p)  # [B, m]
+    if kind == "query":
+        preds, targets = preds[:, -1], targets[:, -1]
+    return ((preds - targets) ** 2).mean()
+
+
+def make_optimizer(model: Transformer, cfg: TrainConfig) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+
+
+def _check_same_run(out: Path, cfg: RunConfig) -> None:
+    """An existing run folder may be resumed (or extended with more steps) only with the same config."""
+    saved = RunConfig.from_dict(json.loads((out / CONFIG).read_text())).to_dict()
+    new = cfg.to_dict()
+    saved["train"].pop("steps"), new["train"].pop("steps")
+    for section in new:
+        if saved.get(section) != new[section]:
+            diff = next((k for k in new[section] if saved[section].get(k) != new[section][k]), section) \
+                if isinstance(new[section], dict) else section
+            raise ConfigError(f"{out} holds a run with a different config ({section}.{diff}); "
+                              "use another --out to start a new run")
+
+
+def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) -> Run:
+    """Train a preset (name, file, dict or RunConfig) with overrides into run folder `out`; returns the Run.
+
+    If `out` already holds this run, training resumes from its last checkpoint. `callback(step)` is called
+    after every optimiser step. Bad config -> ConfigError before anything is written.
+    """
+    cfg = make_config(preset, overrides)
+    device = resolve_device(cfg.train.device)
+    out = Path(out) if out else new_run_dir(cfg.preset or "run")
+    if out.exists() and any(out.iterdir()):
+        if not (out / CONFIG).is_file():
+            raise ConfigError(f"--out {out} is a non-empty folder that is not a run; choose an empty or new folder")
+        _check_same_run(out, cfg)
+    task, fmt, tc = cfg.task.build(), tasks.formats.get(cfg.task.format), cfg.train
+
+    model = build_model(cfg.model, seed=tc.seed).to(device)
+    opt = make_optimizer(model, tc)
+    start = 0
+    if (out / CHECKPOINT).is_file():
+        ckpt = safe_torch_load(out / CHECKPOINT, map_location=device)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start = int(ckpt["step"])
+        kept = [r for r in read_metrics(out / METRICS) if r["step"] <= start]
+        atomic_write_bytes(out / METRICS, "".join(json.dumps(r) + "\n" for r in kept).encode())
+        if not quiet:
+            print(f"resuming {out} from step {start}")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / CONFIG, cfg.to_dict())
+
+    def save(step: int):
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            fail(step, "the weights became NaN or inf")
+        atomic_torch_save(out / CHECKPOINT, {"step": step, "model": model.state_dict(), "optimizer": opt.state_dict()})
+        atomic_write_json(out / STATUS, {"status": "done" if step >= tc.steps else "running", "step": step,
+                                         "steps": tc.steps})
+
+    def fail(step: int, what: str):
+        last = int(safe_torch_load(out / CHECKPOINT)["step"]) if (out / CHECKPOINT).is_file() else None
+        kept = f"the last good checkpoint (step {last}) is kept" if last is not None else "no checkpoint was written"
+        msg = f"training stopped at step {step}: {what}; {kept} in {out}. Try a lower train.lr or train.grad_clip=1"
+        atomic_write_json(out / STATUS, {"status": "diverged", "step": step, "message": msg})
+        raise TrainingDiverged(msg)
+
+    if start == 0:
+        save(0)
+    bar = tqdm(total=tc.steps, initial=start, disable=quiet, desc=out.name, dynamic_ncols=True)
+    metrics_file = open(out / METRICS, "a")
+    t_window, step_window = time.perf_counter(), start
+    step = start
+    try:
+        model.train()
+        while step < tc.steps:
+            dims, n_points = cfg.curriculum.at(step) if cfg.curriculum.enabled else (None, cfg.task.n_points)
+            lr = lr_at(tc, step)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            p = task.sample(tc.batch_size, n_points, seed=data_seed(tc.seed, step), d_active=dims, device=device)
+            loss = prompt_loss(model, fmt, p, tc.loss)
+            if not torch.isfinite(loss):
+                fail(step, f"the loss became {loss.item()}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            opt.step()
+            step += 1
+            bar.update(1)
+            if step % tc.log_every == 0 or step == tc.steps:
+                now = time.perf_counter()
+                row = {"step": step, "loss": loss.item(), "lr": lr, "n_points": n_points,
+                       "d_active": dims or task.d, "steps_per_s": (step - step_window) / max(now - t_window, 1e-9)}
+                metrics_file.write(json.dumps(row) + "\n")
+                metrics_file.flush()
+                bar.set_postfix(loss=f"{row['loss']:.4g}")
+                t_window, step_window = now, step
+            if step % tc.checkpoint_every == 0 or step == tc.steps:
+                save(step)
+            if callback is not None:
+                callback(step)
+    except KeyboardInterrupt:
+        if (out / STATUS).is_file():
+            status = json.loads((out / STATUS).read_text())
+            atomic_write_json(out / STATUS, {**status, "status": "interrupted", "interrupted_at": step})
+        raise
+    finally:
+        metrics_file.close()
+        bar.close()
+    return Run(out)

@@ -1,0 +1,99 @@
+"""The standard in-context learning curve (Garg et al., fig. 2): normalised squared error against the
+number of in-context examples k, with 90% bootstrap confidence intervals, for a model and the baselines
+on the same prompts.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import tasks
+from lab.runs import atomic_write_bytes, atomic_write_json
+
+from .solvers import solve
+
+EVAL_SEED = 1_234_567  # eval prompts; training streams use seed * 1_000_003 + step
+
+
+def baselines_for(task) -> dict[str, tuple[str, dict]]:
+    """The reference learners shown beside a model: Garg's (OLS, 3-NN, averaging) and the zero predictor,
+    plus Lasso for sparse w and Bayes-optimal ridge (lam = sigma^2 / tau^2) for noisy y."""
+    out = {"ols": ("ols", {}), "averaging": ("averaging", {}), "3-nn": ("knn", {"k": 3}), "zero": ("zero", {})}
+    if getattr(task, "sparsity", 0):
+        out["lasso"] = ("lasso", {"alpha": 0.01})
+    if getattr(task, "noise_std", 0):
+        out["ridge"] = ("ridge", {"lam": task.noise_std**2 / task.w_std**2})
+    return out
+
+
+def bootstrap_curve(errors: torch.Tensor, n_boot: int = 1000, level: float = 0.9, seed: int = 0) -> dict:
+    """errors [B, n] -> mean over prompts per column with a percentile bootstrap CI over prompts."""
+    e = errors.double().cpu().numpy()
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, e.shape[0], size=(n_boot, e.shape[0]))
+    means = e[idx].mean(axis=1)  # [n_boot, n]
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return {"mean": e.mean(0).tolist(), "lo": lo.tolist(), "hi": hi.tolist()}
+
+
+def curve_for_predictions(task, prompts: tasks.Prompts, predictions: dict, n_boot: int = 1000) -> dict:
+    """The eval JSON object (DESIGN.md) for named predictions [B, n] on `prompts`."""
+    scale = task.y_variance()
+    curves = {name: bootstrap_curve((preds.double() - prompts.ys.double()) ** 2 / scale, n_boot)
+              for name, preds in predictions.items()}
+    return {"task": getattr(task, "name", type(task).__name__), "d": task.d, "k": list(range(prompts.n_points)),
+            "metric": "squared error / E[y^2] (zero predictor = 1)", "curves": curves}
+
+
+def icl_curve(run, n_prompts: int = 1280, seed: int = EVAL_SEED, n_boot: int = 1000) -> dict:
+    """Model and baselines on the same `n_prompts` fresh prompts of the run's task at full dimension."""
+    task = run.task
+    p = task.sample(n_prompts, run.config.task.n_points, seed=seed, dtype=torch.float64)
+    predictions = {"model": run.predict(p)}
+    for label, (name, kw) in baselines_for(task).items():
+        predictions[label] = solve(name, p, **kw)
+    return curve_for_predictions(task, p, predictions, n_boot)
+
+
+def plot_curve(curve: dict) -> bytes:
+    """The ICL curve as PNG bytes: mean with its CI band per predictor, and a dashed line at k = d."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    k = curve["k"]
+    for name, c in curve["curves"].items():
+        style = {"lw": 2.5, "color": "black"} if name == "model" else {"lw": 1.4}
+        ax.plot(k, c["mean"], label=name, **style)
+        ax.fill_between(k, c["lo"], c["hi"], alpha=0.2, color=style.get("color"))
+    ax.axvline(curve["d"], ls="--", color="grey", lw=1)
+    ax.set(xlabel="in-context examples k", ylabel="squared error / E[y^2]", ylim=(-0.02, 1.3),
+           title=f"{curve['task']}, d = {curve['d']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def format_table(curve: dict, ks=None) -> str:
+    """A plain-text table: one row per k, one column per predictor (mean error)."""
+    names = list(curve["curves"])
+    ks = ks if ks is not None else curve["k"]
+    lines = ["k".rjust(4) + "".join(n.rjust(11) for n in names)]
+    for k in ks:
+        lines.append(f"{k:4d}" + "".join(f"{curve['curves'][n]['mean'][k]:11.4f}" for n in names))
+    return "\n".join(lines)
+
+
+def evaluate_run(run, n_prompts: int = 1280) -> dict:
+    """Compute the curve, write RUN/eval/icl_curve.json and RUN/figures/icl_curve.png; return the curve."""
+    curve = icl_curve(run, n_prompts=n_prompts)
+    atomic_write_json(run.path / "eval" / "icl_curve.json", curve)
+    atomic_write_bytes(run.path / "figures" / "icl_curve.png", plot_curve(curve))
+    return curve

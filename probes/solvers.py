@@ -1,0 +1,178 @@
+"""Reference learners for in-context linear regression, batched and prefix-wise.
+
+Every solver has the same call shape, `solve(name, prompts, **kw) -> [B, n]`, where column i is the
+prediction for x_i from pairs 0..i-1 (column 0 sees no pairs). They compute in float64 and return the
+prompts' dtype, so they serve as references for the models.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+import torch
+
+from tasks import Prompts
+
+Fit = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (X [B, i, d], y [B, i]) -> w [B, d]
+
+
+def _prefixwise(xs: torch.Tensor, ys: torch.Tensor, fit: Fit) -> torch.Tensor:
+    """preds[:, i] = fit(xs[:, :i], ys[:, :i]) . xs[:, i]; column 0 predicts 0."""
+    B, n, _ = xs.shape
+    preds = xs.new_zeros(B, n)
+    for i in range(1, n):
+        w = fit(xs[:, :i], ys[:, :i])  # [B, d]
+        preds[:, i] = (w * xs[:, i]).sum(-1)
+    return preds
+
+
+def zero(xs, ys):
+    """Always 0: its squared error is E[y^2], the normaliser of every curve."""
+    return xs.new_zeros(ys.shape)
+
+
+def averaging(xs, ys):
+    """w = mean_j y_j x_j (Garg et al. baseline; unbiased for w when x ~ N(0, I))."""
+    return _prefixwise(xs, ys, lambda X, y: (y.unsqueeze(-1) * X).mean(1))
+
+
+def knn(xs, ys, k: int = 3):
+    """Mean label of the k nearest earlier points (Euclidean, uniform weights); fewer if fewer exist."""
+    if not (isinstance(k, int) and k >= 1):
+        raise ValueError(f"knn k must be an integer >= 1; got {k!r}")
+    B, n, _ = xs.shape
+    dist = torch.cdist(xs, xs)  # [B, n, n]
+    earlier = torch.ones(n, n, dtype=torch.bool, device=xs.device).tril(-1)  # key j < query i
+    dist = dist.masked_fill(~earlier, float("inf"))
+    kk = min(k, n)
+    d_sel, idx = dist.topk(kk, dim=-1, largest=False)  # [B, n, kk]
+    valid = torch.isfinite(d_sel)
+    y_sel = torch.gather(ys.unsqueeze(1).expand(B, n, n), 2, idx)
+    return (y_sel * valid).sum(-1) / valid.sum(-1).clamp(min=1)
+
+
+def ols(xs, ys):
+    """Minimum-norm least squares, w = pinv(X) y (the Bayes-optimal predictor's limit in the noiseless case)."""
+    return _prefixwise(xs, ys, lambda X, y: (torch.linalg.pinv(X) @ y.unsqueeze(-1)).squeeze(-1))
+
+
+def ridge(xs, ys, lam: float = 1.0):
+    """w = (X^T X + lam I)^{-1} X^T y; the posterior mean when lam = sigma^2 / tau^2 (Akyurek et al.)."""
+    if not lam > 0:
+        raise ValueError(f"ridge lam must be > 0; got {lam!r}")
+
+    def fit(X, y):
+        eye = torch.eye(X.shape[-1], dtype=X.dtype, device=X.device)
+        return torch.linalg.solve(X.mT @ X + lam * eye, (X.mT @ y.unsqueeze(-1))).squeeze(-1)
+
+    return _prefixwise(xs, ys, fit)
+
+
+def gd(xs, ys, steps: int = 1, lr: float = 0.1, normalize: bool = True):
+    """`steps` gradient-descent steps from w = 0.
+
+    normalize=True: on L(w) = 1/(2N) sum (w.x_j - y_j)^2 (von Oswald et al., eq. 1);
+    normalize=False: on 1/2 sum (w.x_j - y_j)^2, i.e. w <- w - lr (X^T X w - X^T y) (Fu et al., lr 0.01).
+    """
+    def fit(X, y):
+        scale = lr / X.shape[1] if normalize else lr
+        w = X.new_zeros(X.shape[0], X.shape[2])
+        for _ in range(steps):
+            resid = (X @ w.unsqueeze(-1)).squeeze(-1) - y  # [B, i]
+            w = w - scale * (X.mT @ resid.unsqueeze(-1)).squeeze(-1)
+        return w
+
+    return _prefixwise(xs, ys, fit)
+
+
+def gdpp(xs, ys, steps: int = 1, lr: float = 0.1, gamma: float = 0.0):
+    """GD++ (von Oswald et al., sec. 4): each step is one GD step (normalised, as in `gd`) on the y-slots
+    and, at the same time, the curvature correction x_j <- (I - gamma X^T X) x_j of every token, the
+    query's included. Written as the token dynamics a linear self-attention layer performs:
+      r_j <- r_j - (lr/N) sum_c r_c x_c.x_j,   x_j <- x_j - gamma sum_c x_c x_c^T x_j,
+    with context residuals r_c starting at y_c, the query's slot at 0; the prediction is minus that slot.
+    gamma = 0 is exactly `gd`.
+    """
+    B, n, d = xs.shape
+    preds = xs.new_zeros(B, n)
+    for i in range(1, n):
+        X = xs[:, : i + 1].clone()  # [B, i+1, d]: context, then the query
+        r = torch.cat([ys[:, :i], ys.new_zeros(B, 1)], dim=1)  # [B, i+1]
+        for _ in range(steps):
+            Xc, rc = X[:, :i], r[:, :i]
+            r = r - (lr / i) * (X @ (Xc.mT @ rc.unsqueeze(-1))).squeeze(-1)
+            X = X - gamma * X @ (Xc.mT @ Xc)  # S symmetric: (S x_j)^T = x_j^T S
+        preds[:, i] = -r[:, i]
+    return preds
+
+
+def newton(xs, ys, steps: int = 5, alpha: str = "frobenius"):
+    """Iterative Newton / Newton-Schulz for S^+ with S = X^T X (Fu et al., sec. 3):
+    M_0 = a S, M_{k+1} = 2 M_k - M_k S M_k, w = M_k X^T y.
+
+    alpha="frobenius": a = 1 / ||S S^T||_F (their public code; the default).
+    alpha="spectral":  a = 2 / ||S S^T||_2 (the paper's text). Since I - M_{k+1} S = (I - M_k S)^2, this
+    boundary value leaves the top eigendirection's error at exactly 1 in exact arithmetic, so it does not
+    converge there; it is offered to reproduce the text.
+    Convergence takes about log2(cond(S)^2) + 5 steps. When S is singular (fewer points than d) very long
+    runs (~80 steps in float64) start to invert round-off in the null space: use only as many steps as needed.
+    """
+    if alpha not in ("frobenius", "spectral"):
+        raise ValueError(f"newton alpha must be one of frobenius, spectral; got {alpha!r}")
+
+    def fit(X, y):
+        S = X.mT @ X  # [B, d, d]
+        SS = S @ S.mT
+        if alpha == "frobenius":
+            a = 1.0 / torch.linalg.matrix_norm(SS, ord="fro").clamp(min=1e-300)
+        else:
+            a = 2.0 / torch.linalg.matrix_norm(SS, ord=2).clamp(min=1e-300)
+        M = a[:, None, None] * S
+        for _ in range(steps):
+            M = 2 * M - M @ S @ M
+        return (M @ (X.mT @ y.unsqueeze(-1))).squeeze(-1)
+
+    return _prefixwise(xs, ys, fit)
+
+
+def lasso_fit(X, y, alpha: float = 0.1, iters: int = 1000, tol: float = 1e-10):
+    """argmin_w 1/(2N) ||X w - y||^2 + alpha ||w||_1 by FISTA (scikit-learn's Lasso objective). X [B, N, d] -> w [B, d]."""
+    N = X.shape[1]
+    G, c = X.mT @ X / N, (X.mT @ y.unsqueeze(-1)).squeeze(-1) / N  # [B, d, d], [B, d]
+    step = 1.0 / torch.linalg.eigvalsh(G)[:, -1].clamp(min=1e-12)  # 1 / Lipschitz constant, [B]
+    w = z = c.new_zeros(c.shape)
+    t = 1.0
+    for _ in range(iters):
+        u = z - step[:, None] * ((G @ z.unsqueeze(-1)).squeeze(-1) - c)
+        w_new = torch.sign(u) * (u.abs() - step[:, None] * alpha).clamp(min=0)
+        t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
+        z = w_new + (t - 1) / t_new * (w_new - w)
+        done = (w_new - w).abs().max() < tol
+        w, t = w_new, t_new
+        if done:
+            break
+    return w
+
+
+def lasso(xs, ys, alpha: float = 0.1, iters: int = 1000, tol: float = 1e-10):
+    """Lasso (Garg et al.'s baseline for sparse w), prefix-wise; see `lasso_fit`."""
+    if not alpha > 0:
+        raise ValueError(f"lasso alpha must be > 0; got {alpha!r}")
+    return _prefixwise(xs, ys, lambda X, y: lasso_fit(X, y, alpha, iters, tol))
+
+
+SOLVERS = {"zero": zero, "averaging": averaging, "knn": knn, "ols": ols, "ridge": ridge, "gd": gd,
+           "gdpp": gdpp, "newton": newton, "lasso": lasso}
+
+
+def solve(name: str, prompts: Prompts, **kwargs) -> torch.Tensor:
+    """Predictions [B, n] of reference learner `name` on `prompts`; column i uses pairs 0..i-1 and x_i."""
+    if name not in SOLVERS:
+        raise ValueError(f"unknown solver {name!r}; choose one of: {', '.join(SOLVERS)}")
+    fn = SOLVERS[name]
+    allowed = list(inspect.signature(fn).parameters)[2:]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(f"solver {name!r} has no argument {unknown[0]!r}; allowed: {', '.join(allowed) or 'none'}")
+    xs, ys = prompts.xs.double(), prompts.ys.double()
+    return fn(xs, ys, **kwargs).to(prompts.ys.dtype)

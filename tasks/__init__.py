@@ -1,0 +1,7 @@
+"""Synthetic in-context tasks and their ground truth. Imports nothing else of the lab's."""
+from . import formats
+from .linear_regression import LinearRegression
+from .prompts import Prompts
+from .registry import get, names, task_class
+
+__all__ = ["get", "names", "task_class", "formats", "Prompts", "LinearRegression"]

@@ -1,0 +1,13 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("LAB_RUNS", "/nonexistent-lab-runs-set-per-test")
+
+
+@pytest.fixture(autouse=True)
+def _runs_in_tmp(tmp_path, monkeypatch):
+    """Every test writes runs under its own temporary folder."""
+    monkeypatch.setenv("LAB_RUNS", str(tmp_path / "runs"))
+    torch.set_num_threads(2)

@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+import tasks
+
+
+def test_shapes_and_noiseless_labels_are_exact():
+    task = tasks.get("linear_regression", d=6)
+    p = task.sample(5, 9, seed=3, dtype=torch.float64)
+    assert p.xs.shape == (5, 9, 6) and p.ys.shape == (5, 9) and p.params["w"].shape == (5, 6)
+    torch.testing.assert_close(p.ys, torch.einsum("bnd,bd->bn", p.xs, p.params["w"]), rtol=0, atol=1e-12)
+
+
+def test_same_seed_same_prompts_other_seed_other_prompts():
+    task = tasks.get("linear_regression", d=4)
+    a, b, c = task.sample(3, 5, seed=11), task.sample(3, 5, seed=11), task.sample(3, 5, seed=12)
+    assert torch.equal(a.xs, b.xs) and torch.equal(a.ys, b.ys)
+    assert not torch.equal(a.xs, c.xs)
+    g = torch.Generator().manual_seed(11)
+    assert torch.equal(task.sample(3, 5, generator=g).xs, a.xs)
+
+
+def test_sampling_needs_explicit_randomness():
+    with pytest.raises(ValueError, match="seed"):
+        tasks.get("linear_regression", d=3).sample(2, 3)
+
+
+@pytest.mark.parametrize("cov", ["skewed", "ill_conditioned"])
+def test_covariance_matches_its_spectrum(cov):
+    task = tasks.get("linear_regression", d=6, x_cov=cov, kappa=50.0, basis_seed=4)
+    xs = task.sample(20000, 4, seed=0, dtype=torch.float64).xs.reshape(-1, 6)
+    emp = xs.T @ xs / xs.shape[0]
+    sigma = task.covariance()
+    assert torch.linalg.matrix_norm(emp - sigma) / torch.linalg.matrix_norm(sigma) < 0.03
+    eig = torch.linalg.eigvalsh(sigma)
+    assert eig.sum().item() == pytest.approx(6.0)
+    if cov == "ill_conditioned":
+        assert (eig.max() / eig.min()).item() == pytest.approx(50.0)
+    else:
+        lam = torch.sort(eig, descending=True).values
+        torch.testing.assert_close(lam / lam[0], 1 / torch.arange(1, 7, dtype=torch.float64) ** 2)
+
+
+def test_uniform_x_range_and_variance():
+    task = tasks.get("linear_regression", d=10, x_dist="uniform", x_range=0.5)
+    p = task.sample(2000, 11, seed=1, dtype=torch.float64)
+    assert p.xs.abs().max() <= 0.5 and p.xs.abs().max() > 0.49
+    assert (p.ys**2).mean().item() == pytest.approx(task.y_variance(), rel=0.05)
+    assert task.y_variance() == pytest.approx(10 / 12)
+
+
+def test_sparsity_noise_and_y_variance():
+    task = tasks.get("linear_regression", d=8, sparsity=3, noise_std=0.5, w_std=2.0)
+    p = task.sample(4000, 10, seed=2, dtype=torch.float64)
+    assert ((p.params["w"] != 0).sum(1) == 3).all()
+    resid = p.ys - torch.einsum("bnd,bd->bn", p.xs, p.params["w"])
+    assert resid.std().item() == pytest.approx(0.5, rel=0.03)
+    assert (p.ys**2).mean().item() == pytest.approx(task.y_variance(), rel=0.05)
+    assert task.y_variance() == pytest.approx(4.0 * 3 + 0.25)
+
+
+def test_d_active_zeroes_trailing_coordinates():
+    p = tasks.get("linear_regression", d=7).sample(4, 6, seed=0, d_active=3)
+    assert (p.xs[..., 3:] == 0).all() and (p.xs[..., :3] != 0).all()
+
+
+@pytest.mark.parametrize("kwargs, field", [({"d": 0}, "d"), ({"noise_std": -1.0}, "noise_std"),
+                                           ({"sparsity": 9, "d": 4}, "sparsity"), ({"x_cov": "weird"}, "x_cov"),
+                                           ({"kappa": 0.5}, "kappa"),
+                                           ({"x_dist": "uniform", "x_cov": "skewed"}, "x_cov")])
+def test_bad_arguments_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        tasks.get("linear_regression", **kwargs)
+
+
+def test_unknown_task_and_argument_list_the_choices():
+    with pytest.raises(ValueError, match="linear_regression"):
+        tasks.get("no_such_task")
+    with pytest.raises(ValueError, match="allowed: d, "):
+        tasks.get("linear_regression", dim=3)
