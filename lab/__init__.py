@@ -2,7 +2,7 @@
 from .config import ConfigError, RunConfig, load_preset, make_config, preset_names
 from .model import Transformer, build_model
 from .runs import Run, list_runs, load_run, runs_root
-from .train import TrainingDiverged, train
+from .trainer import TrainingDiverged, train
 
 __all__ = ["train", "load_run", "list_runs", "runs_root", "Run", "RunConfig", "ConfigError", "TrainingDiverged",
            "Transformer", "build_model", "make_config", "load_preset", "preset_names"]

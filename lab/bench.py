@@ -10,7 +10,7 @@ import tasks
 
 from .config import make_config
 from .model import build_model
-from .train import make_optimizer, prompt_loss
+from .trainer import make_optimizer, prompt_loss
 
 
 def _time_steps(step_fn, steps: int, warmup: int) -> float:

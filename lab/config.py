@@ -28,7 +28,7 @@ class TaskConfig:
     """Which task and token format; `params` are the task's own arguments (e.g. d, noise_std)."""
 
     name: str = "linear_regression"
-    format: Literal["interleaved", "disjoint", "stacked"] = "interleaved"
+    format: Literal["interleaved", "disjoint", "paired", "stacked"] = "interleaved"
     n_points: int = 41
     params: dict = field(default_factory=dict)
 
@@ -117,26 +117,27 @@ class TrainConfig:
 
 @dataclass
 class CurriculumConfig:
-    """Garg's curriculum: active dims and points grow by `inc` every `interval` steps up to `end`."""
+    """Garg's curriculum: active dims and points grow by `inc` every `interval` steps up to `end`
+    (0 = the task's d and n_points)."""
 
     enabled: bool = False
     dims_start: int = 5
-    dims_end: int = 20
+    dims_end: int = 0
     dims_inc: int = 1
     dims_interval: int = 2000
     points_start: int = 11
-    points_end: int = 41
+    points_end: int = 0
     points_inc: int = 2
     points_interval: int = 2000
 
     def validate(self):
-        for key in ("dims_start", "dims_end", "points_start", "points_end", "dims_interval", "points_interval"):
+        for key in ("dims_start", "points_start", "dims_interval", "points_interval"):
             _need(getattr(self, key) >= 1, f"curriculum.{key}", "an integer >= 1", getattr(self, key))
-        for key in ("dims_inc", "points_inc"):
+        for key in ("dims_end", "points_end", "dims_inc", "points_inc"):
             _need(getattr(self, key) >= 0, f"curriculum.{key}", "an integer >= 0", getattr(self, key))
 
     def at(self, step: int) -> tuple[int, int]:
-        """(active dims, points) at `step`."""
+        """(active dims, points) at `step` (on a resolved config; a start above its end means the end)."""
         dims = min(self.dims_end, self.dims_start + self.dims_inc * (step // self.dims_interval))
         points = min(self.points_end, self.points_start + self.points_inc * (step // self.points_interval))
         return dims, points
@@ -159,9 +160,10 @@ class RunConfig:
         task = self.task.build()
         d = task.d
         if self.curriculum.enabled:
-            _need(self.curriculum.dims_end <= d, "curriculum.dims_end", f"<= task d = {d}", self.curriculum.dims_end)
-            _need(self.curriculum.points_end <= self.task.n_points, "curriculum.points_end",
-                  f"<= task.n_points = {self.task.n_points}", self.curriculum.points_end)
+            cur = self.curriculum
+            _need(cur.dims_end <= d, "curriculum.dims_end", f"<= task d = {d} (0 = d)", cur.dims_end)
+            _need(cur.points_end <= self.task.n_points, "curriculum.points_end",
+                  f"<= task.n_points = {self.task.n_points} (0 = n_points)", cur.points_end)
         fmt = tasks.formats.get(self.task.format)
         longest = fmt.seq_len(self.task.n_points)
         _need(self.model.pos == "none" or longest <= self.model.max_len, "model.max_len",
@@ -176,6 +178,8 @@ class RunConfig:
         fmt = tasks.formats.get(cfg.task.format)
         cfg.model.d_in = fmt.input_dim(cfg.task.build().d)
         cfg.model.d_mlp = cfg.model.mlp_width
+        cfg.curriculum.dims_end = cfg.curriculum.dims_end or cfg.task.build().d
+        cfg.curriculum.points_end = cfg.curriculum.points_end or cfg.task.n_points
         return cfg
 
     def to_dict(self) -> dict:

@@ -68,8 +68,8 @@ def plot_curve(curve: dict) -> bytes:
     k = curve["k"]
     for name, c in curve["curves"].items():
         style = {"lw": 2.5, "color": "black"} if name == "model" else {"lw": 1.4}
-        ax.plot(k, c["mean"], label=name, **style)
-        ax.fill_between(k, c["lo"], c["hi"], alpha=0.2, color=style.get("color"))
+        (line,) = ax.plot(k, c["mean"], label=name, **style)
+        ax.fill_between(k, c["lo"], c["hi"], alpha=0.2, color=line.get_color(), lw=0)
     ax.axvline(curve["d"], ls="--", color="grey", lw=1)
     ax.set(xlabel="in-context examples k", ylabel="squared error / E[y^2]", ylim=(-0.02, 1.3),
            title=f"{curve['task']}, d = {curve['d']}")

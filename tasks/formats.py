@@ -89,6 +89,28 @@ class Disjoint(Interleaved):
         return inputs[:, 0::2, 1:], inputs[:, 1::2, 0]
 
 
+class Paired(Interleaved):
+    """Two tokens per point: [x_i, 0] (the query for x_i), then [x_i, y_i] (point i as context).
+
+    Each context token carries its whole pair, so with a causal mask one attention layer already sees
+    (x_j, y_j) together at the query for x_i (as in von Oswald's stacked tokens), while y_i stays unseen.
+    """
+
+    name = "paired"
+
+    def input_dim(self, d):
+        return d + 1
+
+    def encode(self, p):
+        B, n, d = p.xs.shape
+        query = torch.cat([p.xs, p.xs.new_zeros(B, n, 1)], dim=-1)
+        context = torch.cat([p.xs, p.ys.unsqueeze(-1)], dim=-1)
+        return torch.stack([query, context], dim=2).reshape(B, 2 * n, d + 1)  # [B, 2n, d+1]
+
+    def parse(self, inputs):
+        return inputs[:, 0::2, :-1], inputs[:, 1::2, -1]
+
+
 class Stacked(Format):
     """von Oswald et al.: context tokens (x_j, y_j) for j < n-1, then the query (x_{n-1}, 0).
 
@@ -124,7 +146,7 @@ class Stacked(Format):
         return torch.cat(cols, dim=1)  # [B, n]
 
 
-_FORMATS = {f.name: f for f in (Interleaved, Disjoint, Stacked)}
+_FORMATS = {f.name: f for f in (Interleaved, Disjoint, Paired, Stacked)}
 
 
 def get(name: str) -> Format:

@@ -10,8 +10,8 @@ def prompts():
     return tasks.get("linear_regression", d=5, noise_std=0.1).sample(4, 7, seed=5, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("name", ["interleaved", "disjoint"])
-def test_interleaved_formats_round_trip(name, prompts):
+@pytest.mark.parametrize("name", ["interleaved", "disjoint", "paired"])
+def test_two_token_formats_round_trip(name, prompts):
     fmt = formats.get(name)
     inputs = fmt.encode(prompts)
     assert inputs.shape == (4, fmt.seq_len(7), fmt.input_dim(5))
@@ -37,6 +37,9 @@ def test_garg_layout():
     d = formats.get("disjoint").encode(p)
     assert (d[:, 2, 0] == 0).all() and torch.equal(d[:, 2, 1:], p.xs[:, 1])
     assert torch.equal(d[:, 3, 0], p.ys[:, 1]) and (d[:, 3, 1:] == 0).all()
+    q = formats.get("paired").encode(p)
+    assert torch.equal(q[:, 2, :3], p.xs[:, 1]) and (q[:, 2, 3] == 0).all()
+    assert torch.equal(q[:, 3, :3], p.xs[:, 1]) and torch.equal(q[:, 3, 3], p.ys[:, 1])
 
 
 def _causal_label_sum(inputs):
@@ -67,5 +70,5 @@ def test_stacked_predict_runs_one_sequence_per_prefix(prompts):
 
 
 def test_unknown_format_lists_choices():
-    with pytest.raises(ValueError, match="interleaved, disjoint, stacked"):
+    with pytest.raises(ValueError, match="interleaved, disjoint, paired, stacked"):
         formats.get("nope")

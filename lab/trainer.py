@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -59,17 +60,28 @@ def make_optimizer(model: Transformer, cfg: TrainConfig) -> torch.optim.Optimize
     return cls(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
 
 
+def _first_difference(a: dict, b: dict, prefix: str = "") -> str | None:
+    """The first dotted key whose value differs between two nested dicts, or None."""
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            found = _first_difference(va, vb, f"{prefix}{key}.")
+            if found:
+                return found
+        elif va != vb:
+            return prefix + key
+    return None
+
+
 def _check_same_run(out: Path, cfg: RunConfig) -> None:
     """An existing run folder may be resumed (or extended with more steps) only with the same config."""
     saved = RunConfig.from_dict(json.loads((out / CONFIG).read_text())).to_dict()
     new = cfg.to_dict()
-    saved["train"].pop("steps"), new["train"].pop("steps")
-    for section in new:
-        if saved.get(section) != new[section]:
-            diff = next((k for k in new[section] if saved[section].get(k) != new[section][k]), section) \
-                if isinstance(new[section], dict) else section
-            raise ConfigError(f"{out} holds a run with a different config ({section}.{diff}); "
-                              "use another --out to start a new run")
+    for d in (saved, new):
+        d["train"].pop("steps"), d.pop("preset")
+    diff = _first_difference(saved, new)
+    if diff:
+        raise ConfigError(f"{out} holds a run with a different config ({diff}); use another --out to start a new run")
 
 
 def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) -> Run:
@@ -118,7 +130,8 @@ def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) 
 
     if start == 0:
         save(0)
-    bar = tqdm(total=tc.steps, initial=start, disable=quiet, desc=out.name, dynamic_ncols=True)
+    bar = tqdm(total=tc.steps, initial=start, disable=quiet, desc=out.name, dynamic_ncols=True,
+               mininterval=0.2 if sys.stderr.isatty() else 20.0)  # a log file gets a line every 20 s
     metrics_file = open(out / METRICS, "a")
     t_window, step_window = time.perf_counter(), start
     step = start
@@ -146,7 +159,7 @@ def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) 
                        "d_active": dims or task.d, "steps_per_s": (step - step_window) / max(now - t_window, 1e-9)}
                 metrics_file.write(json.dumps(row) + "\n")
                 metrics_file.flush()
-                bar.set_postfix(loss=f"{row['loss']:.4g}")
+                bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
                 t_window, step_window = now, step
             if step % tc.checkpoint_every == 0 or step == tc.steps:
                 save(step)

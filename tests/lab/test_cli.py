@@ -1,0 +1,52 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lab.cli import main
+
+SMALL = ["task.d=3", "task.n_points=5", "model.n_layers=1", "model.d_model=16", "train.batch_size=8",
+         "train.steps=20", "train.checkpoint_every=10", "train.log_every=5", "train.warmup_steps=0"]
+
+
+@pytest.mark.parametrize("args, key", [
+    (["train", "tiny-linreg", "train.steps=abc"], "train.steps"),
+    (["train", "tiny-linreg", "model.attn=cosine"], "model.attn"),
+    (["train", "tiny-linreg", "nosuch.key=1"], "nosuch.key"),
+    (["train", "no-such-preset"], "no-such-preset"),
+    (["eval", "/no/such/run"], "/no/such/run"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, key):
+    out = tmp_path / "out"
+    code = main(args + (["--out", str(out)] if args[0] == "train" else []))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and key in err and err.startswith("lab: error:") and "\n" not in err
+    assert not out.exists()
+
+
+def test_console_script_exit_code(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "lab.cli", "train", "tiny-linreg", "train.lr=-3",
+                           "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "train.lr must be > 0" in proc.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_train_eval_runs_json(tmp_path, capsys):
+    run_dir = tmp_path / "runs" / "r"
+    assert main(["train", "tiny-linreg", *SMALL, "--out", str(run_dir), "--quiet", "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert trained["run_dir"] == str(run_dir) and trained["step"] == 20
+
+    assert main(["eval", str(run_dir), "--json", "--n-prompts", "64"]) == 0
+    curve = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(curve) == {"task", "d", "k", "metric", "curves"}
+    assert curve["d"] == 3 and curve["k"] == [0, 1, 2, 3, 4]
+    assert {"model", "ols", "averaging", "3-nn", "zero"} <= set(curve["curves"])
+    assert set(curve["curves"]["model"]) == {"mean", "lo", "hi"}
+    assert json.loads((run_dir / "eval" / "icl_curve.json").read_text()) == curve
+    assert (run_dir / "figures" / "icl_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+    assert main(["runs", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["run_dir"] for r in rows] == [str(run_dir)] and rows[0]["status"] == "done"
