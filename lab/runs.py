@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -125,7 +126,13 @@ def load_run(path, device: str = "cpu") -> Run:
 
 
 def list_runs(root: Path | None = None) -> list[Run]:
+    """The readable runs under `root` (default $LAB_RUNS); an unreadable folder is skipped with a warning."""
     root = Path(root) if root else runs_root()
-    if not root.is_dir():
-        return []
-    return [Run(p) for p in sorted(root.iterdir()) if (p / CONFIG).is_file()]
+    runs = []
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        if (path / CONFIG).is_file():
+            try:
+                runs.append(Run(path))
+            except (ValueError, OSError) as e:
+                warnings.warn(f"skipping {path}: {e}", stacklevel=2)
+    return runs

@@ -84,6 +84,18 @@ def _check_same_run(out: Path, cfg: RunConfig) -> None:
         raise ConfigError(f"{out} holds a run with a different config ({diff}); use another --out to start a new run")
 
 
+def _restore(out: Path, model: Transformer, opt: torch.optim.Optimizer, device) -> int:
+    """Load the last checkpoint into model and optimiser and drop metrics logged after it; returns its step.
+    Nothing else needs restoring: the data stream is a function of (seed, step) and the model has no dropout."""
+    ckpt = safe_torch_load(out / CHECKPOINT, map_location=device)
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    step = int(ckpt["step"])
+    kept = [r for r in read_metrics(out / METRICS) if r["step"] <= step]
+    atomic_write_bytes(out / METRICS, "".join(json.dumps(r) + "\n" for r in kept).encode())
+    return step
+
+
 def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) -> Run:
     """Train a preset (name, file, dict or RunConfig) with overrides into run folder `out`; returns the Run.
 
@@ -101,16 +113,9 @@ def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) 
 
     model = build_model(cfg.model, seed=tc.seed).to(device)
     opt = make_optimizer(model, tc)
-    start = 0
-    if (out / CHECKPOINT).is_file():
-        ckpt = safe_torch_load(out / CHECKPOINT, map_location=device)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        start = int(ckpt["step"])
-        kept = [r for r in read_metrics(out / METRICS) if r["step"] <= start]
-        atomic_write_bytes(out / METRICS, "".join(json.dumps(r) + "\n" for r in kept).encode())
-        if not quiet:
-            print(f"resuming {out} from step {start}")
+    start = _restore(out, model, opt, device) if (out / CHECKPOINT).is_file() else 0
+    if start and not quiet:
+        print(f"resuming {out} from step {start}")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / CONFIG, cfg.to_dict())
 
