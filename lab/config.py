@@ -34,6 +34,7 @@ class TaskConfig:
 
     def validate(self):
         _need(self.n_points >= 1, "task.n_points", "an integer >= 1", self.n_points)
+        _need(self.name in tasks.names(), "task.name", "one of " + ", ".join(tasks.names()), self.name)
         try:
             self.build()
         except ValueError as e:
@@ -234,16 +235,6 @@ def _coerce(key: str, hint, value):
     raise ConfigError(f"{key} cannot be set")  # pragma: no cover
 
 
-def _parse_scalar(text):
-    """A command-line value for a field of unknown type (task params): JSON scalar if it parses, else string."""
-    if not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def set_value(cfg: RunConfig, key: str, value) -> None:
     """Set `section.name` on cfg with type checking; unknown keys raise ConfigError naming the choices."""
     section, _, name = key.partition(".")
@@ -257,7 +248,7 @@ def set_value(cfg: RunConfig, key: str, value) -> None:
         if name not in task_hints:
             allowed = ["name", "format", "n_points"] + list(task_hints)
             raise ConfigError(f"unknown key {key!r}; task keys: {', '.join(allowed)}")
-        cfg.task.params[name] = _coerce(key, task_hints[name], _parse_scalar(value))
+        cfg.task.params[name] = _coerce(key, task_hints[name], value)
         return
     if section == "task" and name == "params":
         for k, v in (value or {}).items():
