@@ -50,3 +50,23 @@ def test_train_eval_runs_json(tmp_path, capsys):
     assert main(["runs", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [r["run_dir"] for r in rows] == [str(run_dir)] and rows[0]["status"] == "done"
+
+
+def test_demo_summary_checks_every_k_at_or_above_d():
+    from lab.cli import _curve_summary
+
+    curve = {"d": 2, "k": [0, 1, 2, 3], "curves": {
+        "model": {"mean": [1.0, 0.9, 0.3, 0.2]}, "ols": {"mean": [1.0, 0.5, 0.0, 0.0]},
+        "averaging": {"mean": [1.0, 0.2, 0.6, 0.5]}, "3-nn": {"mean": [1.0, 0.8, 0.7, 0.1]}}}
+    s = _curve_summary(curve)
+    assert s["ks"] == [2, 3] and s["beats"] == {"averaging": True, "3-nn": False}
+    assert s["gap_to_ols_mean"] == 0.25 and s["gap_to_ols_max"] == 0.3
+
+
+def test_bench_json_shape(capsys):
+    assert main(["bench", "train", "--preset", "tiny-linreg", "--steps", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["benchmark"] == "train" and result["device"] == "cpu"
+    (row,) = result["rows"]
+    assert row["baseline"] == "torch.nn.TransformerEncoder"
+    assert row["ratio"] == row["baseline_s"] / row["ours_s"]
