@@ -176,10 +176,10 @@ class RunConfig:
     def resolved(self) -> "RunConfig":
         """A validated copy with derived values (d_in, d_mlp) filled in: what a run folder saves."""
         cfg = copy.deepcopy(self).validate()
-        fmt = tasks.formats.get(cfg.task.format)
-        cfg.model.d_in = fmt.input_dim(cfg.task.build().d)
+        d = cfg.task.build().d
+        cfg.model.d_in = tasks.formats.get(cfg.task.format).input_dim(d)
         cfg.model.d_mlp = cfg.model.mlp_width
-        cfg.curriculum.dims_end = cfg.curriculum.dims_end or cfg.task.build().d
+        cfg.curriculum.dims_end = cfg.curriculum.dims_end or d
         cfg.curriculum.points_end = cfg.curriculum.points_end or cfg.task.n_points
         return cfg
 

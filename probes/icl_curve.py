@@ -20,7 +20,7 @@ def baselines_for(task) -> dict[str, tuple[str, dict]]:
     plus Lasso for sparse w and Bayes-optimal ridge (lam = sigma^2 / tau^2) for noisy y."""
     out = {"ols": ("ols", {}), "averaging": ("averaging", {}), "3-nn": ("knn", {"k": 3}), "zero": ("zero", {})}
     if getattr(task, "sparsity", 0):
-        out["lasso"] = ("lasso", {"alpha": 0.01})
+        out["lasso"] = ("lasso", {"alpha": 0.01})  # a light penalty: close to min-norm OLS plus sparsity
     if getattr(task, "noise_std", 0):
         out["ridge"] = ("ridge", {"lam": task.noise_std**2 / task.w_std**2})
     return out
