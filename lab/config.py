@@ -53,9 +53,9 @@ class ModelConfig:
     d_model: int = 64
     d_mlp: int = -1  # -1: 4 * d_model; 0: no MLP
     d_in: int = 0  # 0: set from the task and format
-    input: Literal["vector", "tokens"] = "vector"
+    input: Literal["vector", "tokens", "identity"] = "vector"  # identity: tokens are the residual stream
     vocab_size: int = 0
-    output: Literal["scalar", "classes"] = "scalar"
+    output: Literal["scalar", "classes", "minus_last"] = "scalar"  # minus_last: -(last coordinate), von Oswald
     n_classes: int = 2
     layernorm: bool = True
     pos: Literal["learned", "none"] = "learned"
@@ -63,6 +63,7 @@ class ModelConfig:
     attn: Literal["softmax", "linear"] = "softmax"
     mask: Literal["causal", "context", "none"] = "causal"
     act: Literal["gelu", "relu"] = "gelu"
+    tied: bool = False  # one block's weights applied n_layers times (a looped / recurrent transformer)
     bias: bool = True
     backend: Literal["auto", "sdpa", "reference"] = "auto"
     init_std: float = 0.02
@@ -73,7 +74,7 @@ class ModelConfig:
         _need(self.d_model % self.n_heads == 0, "model.d_model", f"a multiple of model.n_heads = {self.n_heads}",
               self.d_model)
         _need(self.d_mlp >= -1, "model.d_mlp", ">= 0 (0 = no MLP) or -1 (4 x d_model)", self.d_mlp)
-        _need(self.input == "vector" or self.vocab_size >= 1, "model.vocab_size", ">= 1 for token-id input",
+        _need(self.input != "tokens" or self.vocab_size >= 1, "model.vocab_size", ">= 1 for token-id input",
               self.vocab_size)
         _need(self.output == "scalar" or self.n_classes >= 2, "model.n_classes", ">= 2", self.n_classes)
         _need(self.init_std > 0, "model.init_std", "> 0", self.init_std)
@@ -171,6 +172,8 @@ class RunConfig:
               f">= the longest sequence ({longest} tokens)", self.model.max_len)
         _need(self.model.d_in in (0, fmt.input_dim(d)), "model.d_in",
               f"0 (automatic) or {fmt.input_dim(d)} for format {fmt.name} at d = {d}", self.model.d_in)
+        _need(self.model.input != "identity" or self.model.d_model == fmt.input_dim(d), "model.d_model",
+              f"{fmt.input_dim(d)} (the token size) with model.input = identity", self.model.d_model)
         return self
 
     def resolved(self) -> "RunConfig":

@@ -119,9 +119,11 @@ class Block(nn.Module):
 
 
 class Transformer(HookedModule):
-    """Read-in (linear from vectors, or an embedding of token ids) -> blocks -> LayerNorm -> read-out.
+    """Read-in (linear from vectors, an embedding of token ids, or the tokens themselves) -> blocks ->
+    LayerNorm -> read-out (linear, or minus the last coordinate as in von Oswald et al.).
 
-    Output: [B, T] for a scalar read-out, [B, T, n_classes] for a class read-out.
+    Output: [B, T] for a scalar read-out, [B, T, n_classes] for a class read-out. With `tied`, every block
+    shares the first block's weights (one block applied n_layers times) but keeps its own hook names.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -129,14 +131,32 @@ class Transformer(HookedModule):
         assert cfg.d_in > 0 or cfg.input == "tokens", "resolve the config first (d_in is set from the task)"
         self.cfg = cfg
         D = cfg.d_model
-        self.embed = nn.Linear(cfg.d_in, D, bias=cfg.bias) if cfg.input == "vector" else nn.Embedding(cfg.vocab_size, D)
+        self.embed = {"vector": lambda: nn.Linear(cfg.d_in, D, bias=cfg.bias), "identity": nn.Identity,
+                      "tokens": lambda: nn.Embedding(cfg.vocab_size, D)}[cfg.input]()
         self.pos_embed = nn.Embedding(cfg.max_len, D) if cfg.pos == "learned" else None
         self.hook_embed, self.hook_pos_embed = HookPoint(), HookPoint()  # [B, T, D]
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        if cfg.tied:
+            for block in self.blocks[1:]:
+                for name in ("ln1", "attn", "ln2", "mlp"):
+                    self._share(block, self.blocks[0], name)
         self.ln_final = nn.LayerNorm(D, bias=cfg.bias) if cfg.layernorm else nn.Identity()
-        self.unembed = nn.Linear(D, 1 if cfg.output == "scalar" else cfg.n_classes, bias=cfg.bias)
+        n_out = {"scalar": 1, "classes": cfg.n_classes, "minus_last": 0}[cfg.output]
+        self.unembed = nn.Linear(D, n_out, bias=cfg.bias) if n_out else None
         self.setup_hooks()
         self._init_weights()
+
+    @staticmethod
+    def _share(block: Block, first: Block, name: str):
+        """Make `block.name` use `first.name`'s parameters, keeping block's own HookPoints."""
+        mine, theirs = getattr(block, name), getattr(first, name)
+        if mine is None or isinstance(mine, nn.Identity):
+            return
+        for child_name, child in theirs.named_children():
+            if not isinstance(child, HookPoint):
+                setattr(mine, child_name, child)
+        for p_name, p in theirs.named_parameters(recurse=False):
+            setattr(mine, p_name, p)
 
     def _init_weights(self):
         """GPT-2 init: N(0, init_std), residual projections scaled by 1/sqrt(2 * n_layers), zero biases."""
@@ -161,7 +181,10 @@ class Transformer(HookedModule):
         mask = attention_mask(self.cfg.mask, T, x.device)
         for block in self.blocks:
             x = block(x, mask)
-        out = self.unembed(self.ln_final(x))
+        x = self.ln_final(x)
+        if self.unembed is None:
+            return -x[..., -1]
+        out = self.unembed(x)
         return out.squeeze(-1) if self.cfg.output == "scalar" else out
 
     def n_params(self) -> int:

@@ -139,3 +139,29 @@ def test_garg_standard_model_has_9_5m_parameters():
     model = build_model(make_config("garg-linreg").model)
     n_without_pos = model.n_params() - model.pos_embed.weight.numel()
     assert 9.4e6 < n_without_pos < 9.6e6
+
+
+def test_identity_read_in_and_minus_last_read_out():
+    cfg = _cfg(input="identity", output="minus_last", d_model=4, n_heads=1, d_in=4)
+    model = build_model(cfg)
+    assert not any("embed.weight" == n or n.startswith("unembed") for n, _ in model.named_parameters())
+    x = _inputs()
+    _, cache = model.run_with_cache(x)
+    torch.testing.assert_close(cache["hook_embed"], x)
+    torch.testing.assert_close(model(x), -model.ln_final(cache["blocks.1.hook_resid_post"])[..., -1])
+
+
+def test_tied_blocks_share_weights_but_keep_their_own_hooks():
+    tied, untied = build_model(_cfg(n_layers=3, tied=True)), build_model(_cfg(n_layers=3))
+    assert tied.blocks[2].attn.W_Q.weight is tied.blocks[0].attn.W_Q.weight
+    assert tied.blocks[1].ln2.weight is tied.blocks[0].ln2.weight
+    per_block = sum(p.numel() for p in untied.blocks[0].parameters())
+    assert tied.n_params() == untied.n_params() - 2 * per_block
+    _, cache = tied.run_with_cache(_inputs(), names_filter=lambda n: n.endswith("hook_resid_post"))
+    assert len(cache) == 3 and not torch.allclose(cache["blocks.0.hook_resid_post"], cache["blocks.1.hook_resid_post"])
+    # applying block 0 three times by hand gives the same output
+    x = tied.embed(_inputs()) + tied.pos_embed.weight[:10]
+    mask = attention_mask("causal", 10)
+    for _ in range(3):
+        x = tied.blocks[0](x, mask)
+    torch.testing.assert_close(tied(_inputs()), tied.unembed(tied.ln_final(x)).squeeze(-1))

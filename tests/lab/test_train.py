@@ -119,10 +119,9 @@ def test_curriculum_zeroes_inactive_dims_and_shortens_prompts(tmp_path):
 
 
 def test_one_layer_lsa_learns_beyond_the_zero_predictor(tmp_path):
-    """von Oswald's LSA on its own format: a few hundred steps already beat predicting 0 clearly
-    (the zero predictor scores 1.0 here; one optimal GD step about 0.49)."""
-    run = lab.train("vo-lsa-1layer", {"train.steps": 400, "train.batch_size": 1024, "model.init_std": 0.1},
-                    out=tmp_path / "r", quiet=True)
+    """von Oswald's LSA on its own format: a few hundred steps get near one optimal GD step
+    (the zero predictor scores 1.0 here; one line-searched GD step about 0.49)."""
+    run = lab.train("vo-lsa-1layer", {"train.steps": 300, "train.batch_size": 1024}, out=tmp_path / "r", quiet=True)
     p = run.task.sample(4000, 11, seed=77)
     mse = ((run.predict(p)[:, -1] - p.ys[:, -1]) ** 2).mean().item()
-    assert mse < 0.75 * run.task.y_variance()
+    assert mse < 0.6 * run.task.y_variance()
