@@ -42,6 +42,10 @@ class Format:
         """Prefix-wise predictions [B, n] of the model `forward` (inputs -> outputs [B, T])."""
         return self.decode(forward(self.encode(p)))
 
+    def predict_last(self, forward: Callable[[torch.Tensor], torch.Tensor], p: Prompts) -> torch.Tensor:
+        """The prediction [B] for the last point from all the pairs before it."""
+        return self.predict(forward, p)[:, -1]
+
 
 class Interleaved(Format):
     """Garg et al.: x_1, [y_1, 0..0], x_2, [y_2, 0..0], ...; the prediction for x_i is read at x_i's token."""
@@ -142,8 +146,10 @@ class Stacked(Format):
         return inputs[..., :-1], inputs[:, :-1, -1]
 
     def predict(self, forward, p):
-        cols = [self.decode(forward(self.encode(p.prefix(i + 1)))) for i in range(p.n_points)]
-        return torch.cat(cols, dim=1)  # [B, n]
+        return torch.stack([self.predict_last(forward, p.prefix(i + 1)) for i in range(p.n_points)], dim=1)
+
+    def predict_last(self, forward, p):
+        return self.decode(forward(self.encode(p)))[:, 0]  # one sequence: the query is the last point
 
 
 _FORMATS = {f.name: f for f in (Interleaved, Disjoint, Paired, Stacked)}
