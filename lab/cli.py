@@ -107,6 +107,29 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from probes.experiments import reproduce
+    from probes.experiments.common import format_claims
+
+    res = reproduce(args.name, args.scale, out=args.out, quiet=args.quiet or args.json)
+    if args.json:
+        _print_json(res)
+    else:
+        print(format_claims(res))
+    return 0
+
+
+def cmd_probe(args) -> int:
+    from probes.inspect import PROBES, probe_run
+
+    res = probe_run(load_run(args.run), args.kind, n_prompts=args.n_prompts)
+    if args.json:
+        _print_json(res)
+    else:
+        print(PROBES[args.kind].format(res))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lab", description="Train small transformers on in-context tasks and "
                                      "compare them with the algorithms they might be running.")
@@ -134,6 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-prompts", type=int, default=1280)
 
     add("runs", cmd_runs, "list the runs under $LAB_RUNS (default ./runs)")
+
+    p = add("reproduce", cmd_reproduce, "run a paper reproduction and check its claims")
+    p.add_argument("name", help="vo-1layer, vo-gdpp, akyurek-depth, fu-newton or fu-illcond")
+    p.add_argument("--scale", choices=["quick", "paper"], default="quick",
+                   help="quick: a CPU in minutes; paper: the original setting (a GPU)")
+    p.add_argument("--out", help="folder (default $LAB_RUNS/reproduce-NAME-SCALE; re-running resumes)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = add("probe", cmd_probe, "look inside a trained run: match, readout or probe")
+    p.add_argument("run", help="a run folder")
+    p.add_argument("kind", choices=["match", "readout", "probe"],
+                   help="match: best GD/ridge/OLS by SPD; readout: per-layer Newton/GD iterations (Fu); "
+                        "probe: R^2 of w_OLS and X^T y per layer (Akyurek)")
+    p.add_argument("--n-prompts", type=int, default=1000)
 
     p = add("bench", cmd_bench, "benchmarks: KIND is train")
     p.add_argument("kind", choices=["train"])

@@ -1,0 +1,51 @@
+"""Shared measurements for von Oswald et al.'s linear self-attention experiments (d = N = 10, U(-0.5, 0.5))."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import metrics
+from ..match import line_search_lr
+from ..predictors import from_run, from_solver
+from ..solvers import solve
+
+EVAL_SEED = 20_231_001
+
+
+def half_mse(pred: torch.Tensor, y: torch.Tensor) -> float:
+    """von Oswald's loss: 1/2 (prediction - y)^2 on the query, averaged."""
+    return 0.5 * ((pred.double() - y.double()) ** 2).mean().item()
+
+
+def query_losses(run, p, gd_steps: int, lrs) -> dict:
+    """The model's query loss beside the zero predictor and line-searched GD with `gd_steps` steps."""
+    y = p.ys[:, -1]
+    model_pred = from_run(run).last(p).detach()
+    eta = float(line_search_lr(p, gd_steps, lrs))
+    gd_pred = solve("gd", p, steps=gd_steps, lr=eta)[:, -1]
+    return {"model": half_mse(model_pred, y), "zero": half_mse(torch.zeros_like(y), y),
+            f"gd{gd_steps}": half_mse(gd_pred, y), f"gd{gd_steps}_lr": eta,
+            "model_vs_gd_abs_diff": (model_pred.double() - gd_pred.double()).abs().mean().item()}
+
+
+def sensitivity_alignment(run, p, family: str, **kw) -> dict:
+    """von Oswald's alignment: cosine and difference norm of d prediction / d x_query, model vs algorithm."""
+    g_model = metrics.sensitivity(from_run(run), p)
+    g_alg = metrics.sensitivity(from_solver(family, **kw), p)
+    return {"cosine": metrics.sensitivity_cosine(g_model, g_alg),
+            "difference_norm": metrics.sensitivity_difference(g_model, g_alg)}
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double().flatten(), b.double().flatten()
+    return (a @ b / (a.norm() * b.norm())).item()
+
+
+def projection_scale(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The scalar s minimising ||a - s b||."""
+    a, b = a.double().flatten(), b.double().flatten()
+    return (a @ b / (b @ b)).item()
+
+
+def line_search_grid(lo: float = 0.5, hi: float = 15.0, n: int = 59) -> list[float]:
+    return [float(v) for v in np.linspace(lo, hi, n)]
