@@ -68,21 +68,23 @@ def ridge(xs, ys, lam: float = 1.0):
     return _prefixwise(xs, ys, fit)
 
 
+def _gd_iterates(X, y, lr: float = 0.1, normalize: bool = True):
+    """w_1, w_2, ... of gradient descent from w = 0 (see `gd`)."""
+    scale = lr / X.shape[1] if normalize else lr
+    w = X.new_zeros(X.shape[0], X.shape[2])
+    while True:
+        resid = (X @ w.unsqueeze(-1)).squeeze(-1) - y  # [B, i]
+        w = w - scale * (X.mT @ resid.unsqueeze(-1)).squeeze(-1)
+        yield w
+
+
 def gd(xs, ys, steps: int = 1, lr: float = 0.1, normalize: bool = True):
     """`steps` gradient-descent steps from w = 0.
 
     normalize=True: on L(w) = 1/(2N) sum (w.x_j - y_j)^2 (von Oswald et al., eq. 1);
     normalize=False: on 1/2 sum (w.x_j - y_j)^2, i.e. w <- w - lr (X^T X w - X^T y) (Fu et al., lr 0.01).
     """
-    def fit(X, y):
-        scale = lr / X.shape[1] if normalize else lr
-        w = X.new_zeros(X.shape[0], X.shape[2])
-        for _ in range(steps):
-            resid = (X @ w.unsqueeze(-1)).squeeze(-1) - y  # [B, i]
-            w = w - scale * (X.mT @ resid.unsqueeze(-1)).squeeze(-1)
-        return w
-
-    return _prefixwise(xs, ys, fit)
+    return _prefixwise(xs, ys, lambda X, y: _nth(_gd_iterates(X, y, lr, normalize), steps))
 
 
 def gdpp(xs, ys, steps: int = 1, lr: float = 0.1, gamma: float = 0.0):
@@ -120,19 +122,51 @@ def newton(xs, ys, steps: int = 5, alpha: str = "frobenius"):
     if alpha not in ("frobenius", "spectral"):
         raise ValueError(f"newton alpha must be one of frobenius, spectral; got {alpha!r}")
 
-    def fit(X, y):
-        S = X.mT @ X  # [B, d, d]
-        SS = S @ S.mT
-        if alpha == "frobenius":
-            a = 1.0 / torch.linalg.matrix_norm(SS, ord="fro").clamp(min=1e-300)
-        else:
-            a = 2.0 / torch.linalg.matrix_norm(SS, ord=2).clamp(min=1e-300)
-        M = a[:, None, None] * S
-        for _ in range(steps):
-            M = 2 * M - M @ S @ M
-        return (M @ (X.mT @ y.unsqueeze(-1))).squeeze(-1)
+    return _prefixwise(xs, ys, lambda X, y: _nth(_newton_iterates(X, y, alpha), steps))
 
-    return _prefixwise(xs, ys, fit)
+
+def _newton_iterates(X, y, alpha: str = "frobenius"):
+    """w_1, w_2, ... of iterative Newton (see `newton`)."""
+    S = X.mT @ X  # [B, d, d]
+    SS = S @ S.mT
+    if alpha == "frobenius":
+        a = 1.0 / torch.linalg.matrix_norm(SS, ord="fro").clamp(min=1e-300)
+    else:
+        a = 2.0 / torch.linalg.matrix_norm(SS, ord=2).clamp(min=1e-300)
+    M = a[:, None, None] * S
+    Xty = X.mT @ y.unsqueeze(-1)
+    while True:
+        M = 2 * M - M @ S @ M
+        yield (M @ Xty).squeeze(-1)
+
+
+def _nth(iterates, n: int):
+    """The n-th item (1-based) of an iterator of iterates."""
+    if not (isinstance(n, int) and n >= 1):
+        raise ValueError(f"steps must be an integer >= 1; got {n!r}")
+    for k, w in enumerate(iterates, start=1):
+        if k == n:
+            return w
+
+
+def path(name: str, prompts: Prompts, steps, **kwargs) -> dict[int, torch.Tensor]:
+    """Predictions [B, n] after each number of steps in `steps`, from one run of the iteration:
+    {k: solve(name, prompts, steps=k, **kwargs)} for name "gd" or "newton", at the cost of max(steps)."""
+    iterate = {"gd": _gd_iterates, "newton": _newton_iterates}
+    if name not in iterate:
+        raise ValueError(f"path() takes gd or newton; got {name!r}")
+    wanted = sorted(set(int(k) for k in steps))
+    xs, ys = prompts.xs.double(), prompts.ys.double()
+    B, n, _ = xs.shape
+    out = {k: xs.new_zeros(B, n) for k in wanted}
+    for i in range(1, n):
+        its = iterate[name](xs[:, :i], ys[:, :i], **kwargs)
+        for k, w in enumerate(its, start=1):
+            if k in out:
+                out[k][:, i] = (w * xs[:, i]).sum(-1)
+            if k >= wanted[-1]:
+                break
+    return {k: v.to(prompts.ys.dtype) for k, v in out.items()}
 
 
 def lasso_fit(X, y, alpha: float = 0.1, iters: int = 1000, tol: float = 1e-10):

@@ -154,3 +154,15 @@ def test_unknown_solver_or_argument_lists_choices():
         probes.solve("magic", p)
     with pytest.raises(ValueError, match="allowed: steps, lr, normalize"):
         probes.solve("gd", p, step=3)
+
+
+@pytest.mark.parametrize("name, kw", [("gd", {"lr": 0.01, "normalize": False}), ("gd", {"lr": 0.5}),
+                                      ("newton", {"alpha": "frobenius"})])
+def test_path_equals_separate_solves(name, kw):
+    from probes.solvers import path
+
+    p = _prompts(d=3, n=7)
+    got = path(name, p, [1, 4, 2, 9], **kw)
+    assert sorted(got) == [1, 2, 4, 9]
+    for k, preds in got.items():
+        torch.testing.assert_close(preds, probes.solve(name, p, steps=k, **kw), rtol=0, atol=1e-12)
