@@ -1,0 +1,123 @@
+"""`lab probe RUN KIND`: what is a trained run computing? Three analyses on fresh prompts of its task.
+
+match:   which of GD (one step, line-searched lr), ridge (lambda grid) and OLS its predictions are closest to,
+         by SPD (Akyurek et al.).
+readout: per-layer linear read-outs matched to Newton iterations and to GD steps by SimE (Fu et al.).
+probe:   R^2 per layer of linear and MLP probes for w_OLS and X^T y, beside an untrained control (Akyurek).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from lab.model import build_model
+
+from . import readout
+from .match import match
+from .metrics import sime, spd
+from .solvers import path, solve
+
+EVAL_SEED, TRAIN_SEED = 424_242, 434_343
+GD_LRS = [float(v) for v in np.round(np.linspace(0.05, 2.0, 40), 4)]
+RIDGE_LAMS = [0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
+NEWTON_STEPS = list(range(1, 31))
+GD_STEPS = sorted({int(v) for v in np.unique(np.round(np.logspace(0, np.log10(5000), 40)))})
+
+
+def match_algorithms(run, n_prompts: int = 1000, seed: int = EVAL_SEED) -> dict:
+    """SPD (averaged over k >= 1) of the run's predictions to the best GD, ridge and OLS settings."""
+    p = run.task.sample(n_prompts, run.config.task.n_points, seed=seed, dtype=torch.float64)
+    preds = run.predict(p).double()
+    results = {"gd": match(preds, p, "gd", {"steps": [1], "lr": GD_LRS}),
+               "ridge": match(preds, p, "ridge", {"lam": RIDGE_LAMS}),
+               "ols": match(preds, p, "ols", {})}
+    families = {}
+    for name, r in results.items():
+        best_preds = solve(r.family, p, **r.best)
+        families[name] = {"best": r.best, "spd": r.best_score, "spd_curve": spd(preds, best_preds, p.d).tolist()}
+    best = min(families, key=lambda f: families[f]["spd"])
+    return {"kind": "match", "run": str(run.path), "d": p.d, "families": families, "best_family": best}
+
+
+def layer_iterations(run, n_train: int = 2000, n_test: int = 1000, newton_steps=NEWTON_STEPS, gd_steps=GD_STEPS,
+                     gd_lr: float = 0.01, task=None) -> dict:
+    """Fu et al.: per-layer read-outs, each matched by SimE to Newton iterations and to un-normalised GD
+    steps (lr 0.01); `task` overrides the run's task for the prompts (e.g. ill-conditioned data)."""
+    task = task or run.task
+    n = run.config.task.n_points
+    train = task.sample(n_train, n, seed=TRAIN_SEED, dtype=torch.float64)
+    test = task.sample(n_test, n, seed=EVAL_SEED, dtype=torch.float64)
+    preds = readout.readout_predictions(run.model, run.format, train, test)  # [L+1, B, n]
+    newton, gd = path("newton", test, newton_steps), path("gd", test, gd_steps, lr=gd_lr, normalize=False)
+    sim_newton = np.array([[sime(h, newton[k], test.ys) for k in newton_steps] for h in preds])
+    sim_gd = np.array([[sime(h, gd[k], test.ys) for k in gd_steps] for h in preds])
+    best_newton = [newton_steps[i] for i in sim_newton.argmax(1)]
+    best_gd = [gd_steps[i] for i in sim_gd.argmax(1)]
+    layers = np.arange(1, len(preds))
+    slope = float(np.polyfit(layers, best_newton[1:], 1)[0]) if len(layers) > 1 else float("nan")
+    final = run.predict(test).double()
+    return {"kind": "readout", "run": str(run.path), "layers": list(range(len(preds))),
+            "newton_steps": list(newton_steps), "gd_steps": list(gd_steps), "gd_lr": gd_lr,
+            "best_newton": best_newton, "best_gd": best_gd, "newton_slope_per_layer": slope,
+            "best_newton_similarity": sim_newton.max(1).tolist(), "best_gd_similarity": sim_gd.max(1).tolist(),
+            "final_model_similarity": {"newton": max(sime(final, newton[k], test.ys) for k in newton_steps),
+                                       "gd": max(sime(final, gd[k], test.ys) for k in gd_steps)},
+            "sim_newton": sim_newton.tolist(), "sim_gd": sim_gd.tolist()}
+
+
+def layer_probes(run, n_train: int = 1000, n_test: int = 500, mlp_steps: int = 500) -> dict:
+    """Akyurek et al.: R^2 per layer of probes for w_OLS and X^T y, trained model vs its untrained initial weights."""
+    task, n = run.task, run.config.task.n_points
+    train = task.sample(n_train, n, seed=TRAIN_SEED)
+    test = task.sample(n_test, n, seed=EVAL_SEED)
+    control = build_model(run.config.model, seed=run.config.train.seed).eval()
+    out = {"kind": "probe", "run": str(run.path)}
+    for target in ("w_ols", "xty"):
+        out[target] = {"trained": readout.probe_layers(run.model, run.format, train, test, target, mlp_steps=mlp_steps),
+                       "control": readout.probe_layers(control, run.format, train, test, target, mlp_steps=mlp_steps)}
+    return out
+
+
+def _format_match(res: dict) -> str:
+    lines = [f"SPD / d to the best setting of each algorithm (averaged over k >= 1), d = {res['d']}:"]
+    for name, f in res["families"].items():
+        lines.append(f"  {name:6s} {f['spd']:.5f}  {f['best']}")
+    return "\n".join(lines + [f"closest: {res['best_family']}"])
+
+
+def _format_readout(res: dict) -> str:
+    lines = ["layer  newton-iters (SimE)   gd-steps (SimE)"]
+    for l in res["layers"]:
+        lines.append(f"{l:5d}  {res['best_newton'][l]:5d} ({res['best_newton_similarity'][l]:.3f})"
+                     f"     {res['best_gd'][l]:6d} ({res['best_gd_similarity'][l]:.3f})")
+    return "\n".join(lines + [f"Newton iterations per layer (slope): {res['newton_slope_per_layer']:.2f}"])
+
+
+def _format_probe(res: dict) -> str:
+    lines = []
+    for target in ("w_ols", "xty"):
+        for kind in ("linear", "mlp"):
+            t, c = res[target]["trained"][kind], res[target]["control"][kind]
+            lines.append(f"{target:5s} {kind:6s} R^2 by layer: trained " + " ".join(f"{v:5.2f}" for v in t)
+                         + " | control " + " ".join(f"{v:5.2f}" for v in c))
+    return "\n".join(lines)
+
+
+@dataclass
+class Probe:
+    run: Callable
+    format: Callable
+
+
+PROBES = {"match": Probe(match_algorithms, _format_match), "readout": Probe(layer_iterations, _format_readout),
+          "probe": Probe(layer_probes, _format_probe)}
+
+
+def probe_run(run, kind: str, n_prompts: int = 1000) -> dict:
+    if kind not in PROBES:
+        raise ValueError(f"unknown probe {kind!r}; choose one of: {', '.join(PROBES)}")
+    fn = PROBES[kind].run
+    return fn(run, n_prompts) if kind == "match" else fn(run, n_test=n_prompts)
