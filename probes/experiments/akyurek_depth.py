@@ -1,0 +1,66 @@
+"""Akyurek et al. 2023: which algorithm does an in-context learner of each depth implement?
+
+Softmax transformers of depth 1, 2, 4, 8 on noiseless linear regression with d = 8 (tokens [0, x], [y, 0_d]),
+each matched by SPD to one line-searched GD step, ridge (lambda grid) and least squares. Paper: 1 layer ~ one
+GD step, 2-4 layers ~ ridge, >= 8 layers ~ OLS (REFERENCES.md section 2).
+"""
+from __future__ import annotations
+
+import time
+
+import lab
+
+from ..inspect import match_algorithms
+from .common import claim, experiment_dir, pyplot, result, save_figure, save_result
+
+NAME = "akyurek-depth"
+PAPER_BEST = {1: "gd", 2: "ridge", 4: "ridge", 8: "ols"}
+SCALES = {"quick": {"depths": [1, 2, 4, 8], "d_model": 64, "n_heads": 4, "steps": 3000, "n_eval": 1000},
+          "paper": {"depths": [1, 2, 4, 8], "d_model": 256, "n_heads": 8, "steps": 100_000, "n_eval": 2000},
+          "smoke": {"depths": [1, 2], "d_model": 16, "n_heads": 2, "steps": 5, "n_eval": 50}}  # tests only
+
+
+def overrides(depth: int, s: dict) -> dict:
+    """tiny-linreg grown to Akyurek's task: d = 8, 2d + 1 points, disjoint tokens, a 2 -> 8 dims curriculum."""
+    return {"task.d": 8, "task.n_points": 17, "task.format": "disjoint", "model.n_layers": depth,
+            "model.d_model": s["d_model"], "model.n_heads": s["n_heads"], "train.steps": s["steps"],
+            "train.warmup_steps": min(200, s["steps"] // 10), "curriculum.dims_start": 2,
+            "curriculum.dims_interval": max(1, s["steps"] // 10)}
+
+
+def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
+    t0 = time.time()
+    s = SCALES[scale]
+    folder = experiment_dir(NAME, scale, out)
+    runs, matches = [], {}
+    for depth in s["depths"]:
+        trained = lab.train("tiny-linreg", overrides(depth, s), out=folder / f"depth-{depth}", quiet=quiet)
+        runs.append(trained.path)
+        matches[depth] = match_algorithms(trained, n_prompts=s["n_eval"])
+    best = {depth: m["best_family"] for depth, m in matches.items()}
+    claims = []
+    for depth in s["depths"]:
+        if depth in PAPER_BEST:
+            claims.append(claim(f"a {depth}-layer transformer best matches {PAPER_BEST[depth]} (by SPD)",
+                                PAPER_BEST[depth], best[depth], best[depth] == PAPER_BEST[depth]))
+    _figure(matches, folder / "figures" / "spd_by_depth.png")
+    metrics = {"best_family": {str(k): v for k, v in best.items()},
+               "spd": {str(k): {f: m["families"][f]["spd"] for f in m["families"]} for k, m in matches.items()},
+               "best_settings": {str(k): {f: m["families"][f]["best"] for f in m["families"]} for k, m in matches.items()}}
+    res = result(NAME, scale, time.time() - t0, runs, claims, metrics)
+    save_result(folder, res)
+    return res
+
+
+def _figure(matches: dict, path):
+    plt = pyplot()
+    depths = list(matches)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for family in ("gd", "ridge", "ols"):
+        ax.plot(depths, [matches[k]["families"][family]["spd"] for k in depths], marker="o", label=family)
+    ax.set(xscale="log", yscale="log", xlabel="layers", ylabel="SPD / d to the best setting",
+           title="Akyurek et al.: which algorithm, by depth")
+    ax.set_xticks(depths, [str(k) for k in depths])
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -1,0 +1,84 @@
+"""Fu et al. 2023: transformers implement higher-order optimisation (iterative Newton), not gradient descent.
+
+Per-layer linear read-outs of a multi-layer softmax transformer are matched (similarity of errors) to Newton
+iterations and to GD steps. Paper (d = 20, 12 layers): best-matching Newton iterations grow about linearly
+(1, 1, 3, 5, 8, 10, 14, 17, 20, 21, 21, 21), GD steps exponentially (1 ... 1250); the final model's errors are
+more like Newton's (0.991) than GD's (0.957). REFERENCES.md section 4.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import lab
+
+from ..inspect import GD_STEPS, NEWTON_STEPS, layer_iterations
+from .common import claim, experiment_dir, pyplot, result, save_figure, save_result
+
+NAME = "fu-newton"
+PAPER = {"newton_last": 21, "gd_last": 1250, "sim_newton": 0.991, "sim_gd": 0.957}
+SCALES = {"quick": {"preset": "tiny-linreg", "overrides": {
+              "task.d": 8, "task.n_points": 24, "model.n_layers": 8, "model.d_model": 64, "model.n_heads": 4,
+              "train.steps": 4000, "curriculum.dims_start": 2, "curriculum.dims_interval": 400},
+              "n_train": 2000, "n_test": 1000},
+          "paper": {"preset": "garg-linreg", "overrides": {}, "n_train": 4000, "n_test": 2000},
+          "smoke": {"preset": "tiny-linreg", "overrides": {"model.n_layers": 2, "model.d_model": 16,
+                                                           "train.steps": 5}, "n_train": 100, "n_test": 50}}
+
+
+def train_and_read_out(name: str, scale: str, out, quiet: bool, task_overrides: dict, gd_steps=GD_STEPS):
+    """Train the scale's model (with task overrides) and match every layer's read-out; returns (run, readout)."""
+    s = SCALES[scale]
+    folder = experiment_dir(name, scale, out)
+    trained = lab.train(s["preset"], {**s["overrides"], **task_overrides}, out=folder / "train", quiet=quiet)
+    res = layer_iterations(trained, n_train=s["n_train"], n_test=s["n_test"], newton_steps=NEWTON_STEPS,
+                           gd_steps=gd_steps)
+    heatmaps(res, folder / "figures" / "layer_iterations.png", title=name)
+    return folder, trained, res
+
+
+def growth(counts: list) -> float:
+    """Last layer's count over the first layer's (layer 1, after the first block)."""
+    return counts[-1] / max(counts[1], 1)
+
+
+def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
+    t0 = time.time()
+    folder, trained, r = train_and_read_out(NAME, scale, out, quiet, {})
+    newton, gd, sim = r["best_newton"], r["best_gd"], r["final_model_similarity"]
+    rank = float(np.corrcoef(np.arange(len(newton) - 1), newton[1:])[0, 1]) if len(set(newton[1:])) > 1 else 0.0
+    claims = [
+        claim("best-matching Newton iterations rise with depth (slope per layer > 0, correlation with layer > 0.8)",
+              "about 2 per layer (1 -> 21 over 12 layers)", round(r["newton_slope_per_layer"], 3),
+              r["newton_slope_per_layer"] > 0 and rank > 0.8),
+        claim("GD steps rise much faster than Newton iterations (growth, last over first layer, >= 5x Newton's)",
+              f"GD x{PAPER['gd_last']} vs Newton x{PAPER['newton_last']}",
+              f"GD x{growth(gd):.0f} vs Newton x{growth(newton):.1f}", growth(gd) >= 5 * growth(newton)),
+        claim("the final model's errors are more like Newton's than GD's (similarity of errors)",
+              f"Newton {PAPER['sim_newton']} vs GD {PAPER['sim_gd']}",
+              f"Newton {sim['newton']:.3f} vs GD {sim['gd']:.3f}", sim["newton"] > sim["gd"]),
+    ]
+    res = result(NAME, scale, time.time() - t0, [trained.path], claims,
+                 {k: r[k] for k in ("best_newton", "best_gd", "newton_slope_per_layer", "best_newton_similarity",
+                                    "best_gd_similarity", "final_model_similarity")})
+    save_result(folder, res)
+    return res
+
+
+def heatmaps(r: dict, path, title: str):
+    """Two heatmaps, layers x Newton iterations and layers x GD steps (similarity of errors), best marked."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, steps, best, label in [(axes[0], "sim_newton", r["newton_steps"], r["best_newton"], "Newton iterations"),
+                                        (axes[1], "sim_gd", r["gd_steps"], r["best_gd"], "GD steps (lr 0.01)")]:
+        grid = np.array(r[key])
+        im = ax.imshow(grid, aspect="auto", origin="lower", cmap="viridis")
+        ax.plot([steps.index(b) for b in best], r["layers"], "r.", ms=8, label="best match")
+        ticks = np.linspace(0, len(steps) - 1, min(8, len(steps))).astype(int)
+        ax.set_xticks(ticks, [str(steps[i]) for i in ticks])
+        ax.set(xlabel=label, ylabel="layer (0 = embedding)", title=f"{title}: similarity of errors")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
