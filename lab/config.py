@@ -120,7 +120,7 @@ class TrainConfig:
 @dataclass
 class CurriculumConfig:
     """Garg's curriculum: active dims and points grow by `inc` every `interval` steps up to `end`
-    (0 = the task's d and n_points)."""
+    (end 0 = the task's d and n_points; points_start 0 = no points curriculum, always task.n_points)."""
 
     enabled: bool = False
     dims_start: int = 5
@@ -133,15 +133,16 @@ class CurriculumConfig:
     points_interval: int = 2000
 
     def validate(self):
-        for key in ("dims_start", "points_start", "dims_interval", "points_interval"):
+        for key in ("dims_start", "dims_interval", "points_interval"):
             _need(getattr(self, key) >= 1, f"curriculum.{key}", "an integer >= 1", getattr(self, key))
-        for key in ("dims_end", "points_end", "dims_inc", "points_inc"):
+        for key in ("dims_end", "points_start", "points_end", "dims_inc", "points_inc"):
             _need(getattr(self, key) >= 0, f"curriculum.{key}", "an integer >= 0", getattr(self, key))
 
     def at(self, step: int) -> tuple[int, int]:
         """(active dims, points) at `step` (on a resolved config; a start above its end means the end)."""
         dims = min(self.dims_end, self.dims_start + self.dims_inc * (step // self.dims_interval))
-        points = min(self.points_end, self.points_start + self.points_inc * (step // self.points_interval))
+        points = self.points_end if not self.points_start else \
+            min(self.points_end, self.points_start + self.points_inc * (step // self.points_interval))
         return dims, points
 
 

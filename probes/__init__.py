@@ -1,4 +1,5 @@
-"""The science: reference learners, comparisons and experiments on trained runs."""
-from .solvers import SOLVERS, solve
+"""The science: reference learners, weight constructions, comparison metrics, matching, read-outs, experiments."""
+from . import constructions, metrics
+from .solvers import SOLVERS, path, solve
 
-__all__ = ["solve", "SOLVERS"]
+__all__ = ["solve", "path", "SOLVERS", "constructions", "metrics"]

@@ -10,6 +10,7 @@ import torch
 import tasks
 from lab.runs import atomic_write_bytes, atomic_write_json
 
+from .figures import png_bytes, pyplot
 from .solvers import solve
 
 EVAL_SEED = 1_234_567  # eval prompts; training streams use seed * 1_000_003 + step
@@ -57,14 +58,7 @@ def icl_curve(run, n_prompts: int = 1280, seed: int = EVAL_SEED, n_boot: int = 1
 
 def plot_curve(curve: dict) -> bytes:
     """The ICL curve as PNG bytes: mean with its CI band per predictor, and a dashed line at k = d."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     k = curve["k"]
     for name, c in curve["curves"].items():
         style = {"lw": 2.5, "color": "black"} if name == "model" else {"lw": 1.4}
@@ -75,10 +69,7 @@ def plot_curve(curve: dict) -> bytes:
            title=f"{curve['task']}, d = {curve['d']}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 def format_table(curve: dict, ks=None) -> str:

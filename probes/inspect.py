@@ -14,8 +14,10 @@ import numpy as np
 import torch
 
 from lab.model import build_model
+from lab.runs import atomic_write_json
 
 from . import readout
+from .figures import layer_iteration_heatmaps
 from .match import match
 from .metrics import sime, spd
 from .solvers import path, solve
@@ -117,7 +119,12 @@ PROBES = {"match": Probe(match_algorithms, _format_match), "readout": Probe(laye
 
 
 def probe_run(run, kind: str, n_prompts: int = 1000) -> dict:
+    """Run analysis `kind` on a run; writes RUN/eval/KIND.json (and RUN/figures/readout.png for readout)."""
     if kind not in PROBES:
         raise ValueError(f"unknown probe {kind!r}; choose one of: {', '.join(PROBES)}")
     fn = PROBES[kind].run
-    return fn(run, n_prompts) if kind == "match" else fn(run, n_test=n_prompts)
+    res = fn(run, n_prompts) if kind == "match" else fn(run, n_test=n_prompts)
+    atomic_write_json(run.path / "eval" / f"{kind}.json", res)
+    if kind == "readout":
+        layer_iteration_heatmaps(res, run.path / "figures" / "readout.png", title=run.path.name)
+    return res

@@ -5,10 +5,11 @@ Result shape (DESIGN.md): {"name", "scale", "wall_s", "run_dirs", "claims": [{"c
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from lab.runs import atomic_write_bytes, atomic_write_json, runs_root
+from lab.runs import atomic_write_json, runs_root
+
+from ..figures import pyplot, save_figure  # noqa: F401  (the experiments' figure helpers)
 
 SCALES = ("quick", "paper")
 
@@ -30,26 +31,6 @@ def result(name: str, scale: str, wall_s: float, run_dirs, claims: list, metrics
 
 def save_result(folder: Path, res: dict) -> None:
     atomic_write_json(Path(folder) / "result.json", res)
-
-
-def save_figure(fig, path: Path) -> None:
-    """Write a matplotlib figure as PNG, atomically, and close it."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
-
-
-def pyplot():
-    """matplotlib.pyplot with the file-only Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def format_claims(res: dict) -> str:

@@ -14,7 +14,8 @@ import numpy as np
 import lab
 
 from ..inspect import GD_STEPS, NEWTON_STEPS, layer_iterations
-from .common import claim, experiment_dir, pyplot, result, save_figure, save_result
+from ..figures import layer_iteration_heatmaps
+from .common import claim, experiment_dir, result, save_result
 
 NAME = "fu-newton"
 PAPER = {"newton_last": 21, "gd_last": 1250, "sim_newton": 0.991, "sim_gd": 0.957}
@@ -34,7 +35,7 @@ def train_and_read_out(name: str, scale: str, out, quiet: bool, task_overrides: 
     trained = lab.train(s["preset"], {**s["overrides"], **task_overrides}, out=folder / "train", quiet=quiet)
     res = layer_iterations(trained, n_train=s["n_train"], n_test=s["n_test"], newton_steps=NEWTON_STEPS,
                            gd_steps=gd_steps)
-    heatmaps(res, folder / "figures" / "layer_iterations.png", title=name)
+    layer_iteration_heatmaps(res, folder / "figures" / "layer_iterations.png", title=name)
     return folder, trained, res
 
 
@@ -64,21 +65,3 @@ def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
                                     "best_gd_similarity", "final_model_similarity")})
     save_result(folder, res)
     return res
-
-
-def heatmaps(r: dict, path, title: str):
-    """Two heatmaps, layers x Newton iterations and layers x GD steps (similarity of errors), best marked."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, key, steps, best, label in [(axes[0], "sim_newton", r["newton_steps"], r["best_newton"], "Newton iterations"),
-                                        (axes[1], "sim_gd", r["gd_steps"], r["best_gd"], "GD steps (lr 0.01)")]:
-        grid = np.array(r[key])
-        im = ax.imshow(grid, aspect="auto", origin="lower", cmap="viridis")
-        ax.plot([steps.index(b) for b in best], r["layers"], "r.", ms=8, label="best match")
-        ticks = np.linspace(0, len(steps) - 1, min(8, len(steps))).astype(int)
-        ax.set_xticks(ticks, [str(steps[i]) for i in ticks])
-        ax.set(xlabel=label, ylabel="layer (0 = embedding)", title=f"{title}: similarity of errors")
-        fig.colorbar(im, ax=ax, fraction=0.046)
-        ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)

@@ -70,3 +70,22 @@ def test_bench_json_shape(capsys):
     (row,) = result["rows"]
     assert row["baseline"] == "torch.nn.TransformerEncoder"
     assert row["ratio"] == row["baseline_s"] / row["ours_s"]
+
+
+def test_reproduce_and_probe_refuse_bad_input(capsys, tmp_path):
+    assert main(["reproduce", "no-such-experiment"]) == 2
+    assert "vo-1layer" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["reproduce", "vo-1layer", "--scale", "huge"])
+    assert e.value.code == 2
+    assert main(["probe", str(tmp_path / "none"), "match"]) == 2
+
+
+def test_probe_match_json(tmp_path, capsys):
+    run_dir = tmp_path / "r"
+    assert main(["train", "tiny-linreg", *SMALL, "--out", str(run_dir), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["probe", str(run_dir), "match", "--json", "--n-prompts", "50"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["kind"] == "match" and set(res["families"]) == {"gd", "ridge", "ols"}
+    assert res["best_family"] in res["families"]

@@ -1,0 +1,50 @@
+"""Figures shared by `lab probe` and the experiments, written atomically as PNG."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from lab.runs import atomic_write_bytes
+
+
+def pyplot():
+    """matplotlib.pyplot with the file-only Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def png_bytes(fig) -> bytes:
+    """A matplotlib figure as PNG bytes; the figure is closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    pyplot().close(fig)
+    return buf.getvalue()
+
+
+def save_figure(fig, path) -> None:
+    """Write a figure as PNG, atomically (a dashboard never sees half a file), and close it."""
+    atomic_write_bytes(Path(path), png_bytes(fig))
+
+
+def layer_iteration_heatmaps(r: dict, path, title: str):
+    """Two heatmaps, layers x Newton iterations and layers x GD steps (similarity of errors), best marked."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, steps, best, label in [(axes[0], "sim_newton", r["newton_steps"], r["best_newton"], "Newton iterations"),
+                                        (axes[1], "sim_gd", r["gd_steps"], r["best_gd"], "GD steps (lr 0.01)")]:
+        grid = np.array(r[key])
+        im = ax.imshow(grid, aspect="auto", origin="lower", cmap="viridis")
+        ax.plot([steps.index(b) for b in best], r["layers"], "r.", ms=8, label="best match")
+        ticks = np.linspace(0, len(steps) - 1, min(8, len(steps))).astype(int)
+        ax.set_xticks(ticks, [str(steps[i]) for i in ticks])
+        ax.set(xlabel=label, ylabel="layer (0 = embedding)", title=f"{title}: similarity of errors")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -1,0 +1,46 @@
+"""The experiments end to end at a 'smoke' scale (a few training steps): the result shape, files and claims
+machinery. Their scientific claims are checked by `lab reproduce NAME --scale quick`, not here."""
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import probes
+import tasks
+from probes import experiments
+from probes.inspect import match_algorithms
+
+FIGURES = {"vo-1layer": "kq_pv.png", "vo-gdpp": None, "akyurek-depth": "spd_by_depth.png",
+           "fu-newton": "layer_iterations.png", "fu-illcond": "layer_iterations.png"}
+
+
+@pytest.mark.parametrize("name", experiments.names())
+def test_experiment_result_shape_and_files(tmp_path, name):
+    res = experiments.reproduce(name, "smoke", out=tmp_path / name, quiet=True)
+    assert set(res) == {"name", "scale", "wall_s", "run_dirs", "claims", "metrics"}
+    assert res["name"] == name and res["scale"] == "smoke" and res["wall_s"] > 0 and res["claims"]
+    for c in res["claims"]:
+        assert set(c) == {"claim", "paper", "ours", "passed"} and isinstance(c["passed"], bool)
+    assert json.loads((tmp_path / name / "result.json").read_text()) == json.loads(json.dumps(res))
+    assert all(Path(r).is_dir() for r in res["run_dirs"])
+    if FIGURES[name]:
+        assert (tmp_path / name / "figures" / FIGURES[name]).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unknown_experiment_lists_choices():
+    with pytest.raises(ValueError, match="vo-1layer, vo-gdpp"):
+        experiments.reproduce("vo-3layer")
+
+
+@pytest.mark.parametrize("family, kwargs", [("ols", {}), ("ridge", {"lam": 1.0})])
+def test_match_algorithms_names_the_algorithm_a_predictor_runs(family, kwargs):
+    task = tasks.get("linear_regression", d=4)
+    fake_run = SimpleNamespace(task=task, path="fake", config=SimpleNamespace(task=SimpleNamespace(n_points=9)),
+                               predict=lambda p: probes.solve(family, p, **kwargs))
+    res = match_algorithms(fake_run, n_prompts=300)
+    assert res["best_family"] == family
+    assert res["families"][family]["spd"] < 1e-12
+    if family == "ridge":
+        assert res["families"]["ridge"]["best"] == {"lam": 1.0}
