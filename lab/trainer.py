@@ -115,7 +115,8 @@ def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) 
     opt = make_optimizer(model, tc)
     start = _restore(out, model, opt, device) if (out / CHECKPOINT).is_file() else 0
     if start and not quiet:
-        print(f"resuming {out} from step {start}")
+        print(f"{out} is already trained to step {start}" if start >= cfg.train.steps
+              else f"resuming {out} from step {start}")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / CONFIG, cfg.to_dict())
 
@@ -135,7 +136,7 @@ def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) 
 
     if start == 0:
         save(0)
-    bar = tqdm(total=tc.steps, initial=start, disable=quiet, desc=out.name, dynamic_ncols=True,
+    bar = tqdm(total=tc.steps, initial=start, disable=quiet or start >= tc.steps, desc=out.name, dynamic_ncols=True,
                mininterval=0.2 if sys.stderr.isatty() else 20.0)  # a log file gets a line every 20 s
     metrics_file = open(out / METRICS, "a")
     t_window, step_window = time.perf_counter(), start
