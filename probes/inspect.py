@@ -59,7 +59,7 @@ def layer_iterations(run, n_train: int = 2000, n_test: int = 1000, newton_steps=
     best_newton = [newton_steps[i] for i in sim_newton.argmax(1)]
     best_gd = [gd_steps[i] for i in sim_gd.argmax(1)]
     layers = np.arange(1, len(preds))
-    slope = float(np.polyfit(layers, best_newton[1:], 1)[0]) if len(layers) > 1 else float("nan")
+    slope = float(np.polyfit(layers, best_newton[1:], 1)[0]) if len(layers) > 1 else None  # JSON has no NaN
     final = run.predict(test).double()
     return {"kind": "readout", "run": str(run.path), "layers": list(range(len(preds))),
             "newton_steps": list(newton_steps), "gd_steps": list(gd_steps), "gd_lr": gd_lr,
@@ -95,7 +95,8 @@ def _format_readout(res: dict) -> str:
     for l in res["layers"]:
         lines.append(f"{l:5d}  {res['best_newton'][l]:5d} ({res['best_newton_similarity'][l]:.3f})"
                      f"     {res['best_gd'][l]:6d} ({res['best_gd_similarity'][l]:.3f})")
-    return "\n".join(lines + [f"Newton iterations per layer (slope): {res['newton_slope_per_layer']:.2f}"])
+    slope = res["newton_slope_per_layer"]
+    return "\n".join(lines + [f"Newton iterations per layer (slope): {'-' if slope is None else f'{slope:.2f}'}"])
 
 
 def _format_probe(res: dict) -> str:
@@ -122,6 +123,9 @@ def probe_run(run, kind: str, n_prompts: int = 1000) -> dict:
     """Run analysis `kind` on a run; writes RUN/eval/KIND.json (and RUN/figures/readout.png for readout)."""
     if kind not in PROBES:
         raise ValueError(f"unknown probe {kind!r}; choose one of: {', '.join(PROBES)}")
+    if kind != "match" and run.format.name == "stacked":
+        raise ValueError(f"probe {kind} reads every prefix's state; run {run.path} uses the stacked format, which "
+                         "predicts only its last point (use match, or a run with an interleaved/disjoint/paired format)")
     fn = PROBES[kind].run
     res = fn(run, n_prompts) if kind == "match" else fn(run, n_test=n_prompts)
     atomic_write_json(run.path / "eval" / f"{kind}.json", res)

@@ -52,8 +52,8 @@ def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
     rank = float(np.corrcoef(np.arange(len(newton) - 1), newton[1:])[0, 1]) if len(set(newton[1:])) > 1 else 0.0
     claims = [
         claim("best-matching Newton iterations rise with depth (slope per layer > 0, correlation with layer > 0.8)",
-              "about 2 per layer (1 -> 21 over 12 layers)", round(r["newton_slope_per_layer"], 3),
-              r["newton_slope_per_layer"] > 0 and rank > 0.8),
+              "about 2 per layer (1 -> 21 over 12 layers)", r["newton_slope_per_layer"],
+              (r["newton_slope_per_layer"] or 0) > 0 and rank > 0.8),
         claim("GD steps rise much faster than Newton iterations (growth, last over first layer, >= 5x Newton's)",
               f"GD x{PAPER['gd_last']} vs Newton x{PAPER['newton_last']}",
               f"GD x{growth(gd):.0f} vs Newton x{growth(newton):.1f}", growth(gd) >= 5 * growth(newton)),

@@ -89,3 +89,11 @@ def test_probe_match_json(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["kind"] == "match" and set(res["families"]) == {"gd", "ridge", "ols"}
     assert res["best_family"] in res["families"]
+
+
+def test_layer_probes_refuse_a_stacked_run(tmp_path, capsys):
+    run_dir = tmp_path / "vo"
+    assert main(["train", "vo-lsa-1layer", "train.steps=2", "train.batch_size=8", "--out", str(run_dir), "--quiet"]) == 0
+    assert main(["probe", str(run_dir), "readout"]) == 2
+    assert "stacked format" in capsys.readouterr().err
+    assert main(["probe", str(run_dir), "match", "--n-prompts", "20"]) == 0
