@@ -111,12 +111,13 @@ def _format_probe(res: dict) -> str:
 
 @dataclass
 class Probe:
-    run: Callable
-    format: Callable
+    run: Callable  # (run, n_prompts) -> result dict
+    format: Callable  # result dict -> text
 
 
-PROBES = {"match": Probe(match_algorithms, _format_match), "readout": Probe(layer_iterations, _format_readout),
-          "probe": Probe(layer_probes, _format_probe)}
+PROBES = {"match": Probe(lambda run, n: match_algorithms(run, n_prompts=n), _format_match),
+          "readout": Probe(lambda run, n: layer_iterations(run, n_test=n), _format_readout),
+          "probe": Probe(lambda run, n: layer_probes(run, n_test=n), _format_probe)}
 
 
 def probe_run(run, kind: str, n_prompts: int = 1000) -> dict:
@@ -126,8 +127,7 @@ def probe_run(run, kind: str, n_prompts: int = 1000) -> dict:
     if kind != "match" and run.format.name == "stacked":
         raise ValueError(f"probe {kind} reads every prefix's state; run {run.path} uses the stacked format, which "
                          "predicts only its last point (use match, or a run with an interleaved/disjoint/paired format)")
-    fn = PROBES[kind].run
-    res = fn(run, n_prompts) if kind == "match" else fn(run, n_test=n_prompts)
+    res = PROBES[kind].run(run, n_prompts)
     atomic_write_json(run.path / "eval" / f"{kind}.json", res)
     if kind == "readout":
         layer_iteration_heatmaps(res, run.path / "figures" / "readout.png", title=run.path.name)
