@@ -8,6 +8,7 @@ from .. import metrics
 from ..match import line_search_lr
 from ..predictors import from_run, from_solver
 from ..solvers import solve
+from .common import pyplot, save_figure
 
 EVAL_SEED = 20_231_001
 
@@ -49,3 +50,19 @@ def projection_scale(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def line_search_grid(lo: float = 0.5, hi: float = 15.0, n: int = 59) -> list[float]:
     return [float(v) for v in np.linspace(lo, hi, n)]
+
+
+def products_figure(kq, pv, kq_ref, pv_ref, path, algorithm: str):
+    """Trained W_KQ and W_PV beside the construction's, each panel on its own colour scale."""
+    plt = pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(7, 6.4))
+    panels = [(kq, "trained W_KQ"), (kq_ref, "construction W_KQ"), (pv, "trained W_PV"), (pv_ref, "construction W_PV")]
+    for ax, (m, title) in zip(axes.flat, panels):
+        lim = m.abs().max().item() or 1.0
+        im = ax.imshow(m.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks([]), ax.set_yticks([])
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(f"trained LSA vs {algorithm}\n(each panel on its own colour scale)", fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -11,8 +11,9 @@ import time
 import lab
 
 from ..constructions import gd_layer_weights, kq_pv_products
-from .common import claim, experiment_dir, pyplot, result, save_figure, save_result
-from .lsa import EVAL_SEED, cosine, line_search_grid, projection_scale, query_losses, sensitivity_alignment
+from .common import claim, experiment_dir, result, save_result
+from .lsa import (EVAL_SEED, cosine, line_search_grid, products_figure, projection_scale, query_losses,
+                  sensitivity_alignment)
 
 NAME = "vo-1layer"
 SCALES = {"quick": {"steps": 2000, "batch_size": 2048, "n_eval": 10_000},
@@ -39,7 +40,7 @@ def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
     a, b = projection_scale(kq, kq_ref), projection_scale(pv, pv_ref)
     products = {"kq_cosine": cosine(kq, kq_ref), "pv_cosine": cosine(pv, pv_ref), "kq_scale": a, "pv_scale": b,
                 "learned_lr": a * b * eta}
-    _figure(kq, pv, kq_ref, pv_ref, folder / "figures" / "kq_pv.png")
+    products_figure(kq, pv, kq_ref, pv_ref, folder / "figures" / "kq_pv.png", "one GD step")
 
     claims = [
         claim("1-layer LSA query loss reaches the line-searched 1-step GD loss (half-MSE; passes within 2%)",
@@ -54,18 +55,3 @@ def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
                  {"losses": losses, "sensitivity": sens, "products": products, "paper_gd1_lr": 6.1})
     save_result(folder, res)
     return res
-
-
-def _figure(kq, pv, kq_ref, pv_ref, path):
-    plt = pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(7, 6.4))
-    panels = [(kq, "trained W_KQ"), (kq_ref, "construction W_KQ"), (pv, "trained W_PV"), (pv_ref, "construction W_PV")]
-    for ax, (m, title) in zip(axes.flat, panels):
-        lim = m.abs().max().item() or 1.0
-        im = ax.imshow(m.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
-        ax.set_title(title, fontsize=10)
-        ax.set_xticks([]), ax.set_yticks([])
-        fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.suptitle("von Oswald et al.: trained LSA vs one GD step (each panel on its own scale)")
-    fig.tight_layout()
-    save_figure(fig, path)

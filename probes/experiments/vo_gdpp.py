@@ -14,10 +14,10 @@ import torch
 
 import lab
 
-from ..constructions import kq_pv_products
+from ..constructions import gd_layer_weights, kq_pv_products
 from ..solvers import solve
 from .common import claim, experiment_dir, result, save_result
-from .lsa import EVAL_SEED, half_mse, line_search_grid, query_losses, sensitivity_alignment
+from .lsa import EVAL_SEED, half_mse, line_search_grid, products_figure, query_losses, sensitivity_alignment
 
 NAME = "vo-gdpp"
 SCALES = {"quick": {"steps": 4000, "batch_size": 2048, "n_eval": 10_000, "n_search": 2000},
@@ -59,6 +59,10 @@ def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
     losses["gdpp2"] = half_mse(solve("gdpp", p, steps=2, lr=lr_pp, gamma=gamma_pp)[:, -1], p.ys[:, -1])
     losses.update({"gdpp2_lr": lr_pp, "gdpp2_gamma": gamma_pp})
     learned = learned_gamma_and_lr(trained.model, n_context)
+    w = gd_layer_weights(trained.task.d, n_context, lr_pp, gamma_pp)
+    kq, pv = (m.detach().double() for m in kq_pv_products(trained.model))
+    products_figure(kq, pv, w["W_K"].T @ w["W_Q"], w["W_O"] @ w["W_V"], folder / "figures" / "kq_pv.png",
+                    f"GD++ (gamma {gamma_pp:.2f})")
     sens = sensitivity_alignment(trained, p, "gdpp", steps=2, lr=lr_pp, gamma=gamma_pp)
 
     claims = [

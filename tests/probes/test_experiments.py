@@ -12,7 +12,7 @@ import tasks
 from probes import experiments
 from probes.inspect import match_algorithms
 
-FIGURES = {"vo-1layer": "kq_pv.png", "vo-gdpp": None, "akyurek-depth": "spd_by_depth.png",
+FIGURES = {"vo-1layer": "kq_pv.png", "vo-gdpp": "kq_pv.png", "akyurek-depth": "spd_by_depth.png",
            "fu-newton": "layer_iterations.png", "fu-illcond": "layer_iterations.png"}
 
 
@@ -25,8 +25,7 @@ def test_experiment_result_shape_and_files(tmp_path, name):
         assert set(c) == {"claim", "paper", "ours", "passed"} and isinstance(c["passed"], bool)
     assert json.loads((tmp_path / name / "result.json").read_text()) == json.loads(json.dumps(res))
     assert all(Path(r).is_dir() for r in res["run_dirs"])
-    if FIGURES[name]:
-        assert (tmp_path / name / "figures" / FIGURES[name]).read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / name / "figures" / FIGURES[name]).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_unknown_experiment_lists_choices():
