@@ -45,8 +45,13 @@ def gd_model(d: int, n_context: int, steps: int, lr: float, gamma: float = 0.0, 
     return model
 
 
+def kq_pv(W_Q, W_K, W_V, W_O) -> tuple[torch.Tensor, torch.Tensor]:
+    """The products von Oswald compare: W_KQ = W_K^T W_Q (scores = e_k^T W_KQ e_q) and W_PV = W_O W_V
+    (the update added to a token per unit of attention), both [d+1, d+1]. Takes `gd_layer_weights(...)` too."""
+    return W_K.T @ W_Q, W_O @ W_V
+
+
 def kq_pv_products(model: Transformer, layer: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The products von Oswald compare with the construction: W_KQ = W_K^T W_Q (scores = e_k^T W_KQ e_q) and
-    W_PV = W_O W_V (the update added to a token per unit of attention), both [d+1, d+1]."""
+    """`kq_pv` of a model's layer, detached, in float64."""
     attn = model.blocks[layer].attn
-    return attn.W_K.weight.T @ attn.W_Q.weight, attn.W_O.weight @ attn.W_V.weight
+    return kq_pv(*(getattr(attn, n).weight.detach().double() for n in ("W_Q", "W_K", "W_V", "W_O")))

@@ -47,13 +47,14 @@ def sensitivity(predictor: Predictor, p: Prompts) -> torch.Tensor:
     return grad[:, -1]
 
 
-def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity along the last dimension."""
     return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp(min=1e-30)
 
 
 def sensitivity_cosine(g_a: torch.Tensor, g_b: torch.Tensor) -> float:
     """Mean cosine between two sensitivities [B, d] (von Oswald: about 1 for a trained LSA vs GD)."""
-    return _cosine(g_a.double(), g_b.double()).mean().item()
+    return cosine(g_a.double(), g_b.double()).mean().item()
 
 
 def sensitivity_difference(g_a: torch.Tensor, g_b: torch.Tensor) -> float:
@@ -65,9 +66,9 @@ def sime(pred_a: torch.Tensor, pred_b: torch.Tensor, ys: torch.Tensor, start: in
     """Fu's similarity of errors: cosine between the residual vectors (pred - y over positions start..n-1)
     of two predictors on the same sequence, averaged over sequences. Invariant to scaling either residual."""
     ra, rb = (pred_a - ys)[:, start:].double(), (pred_b - ys)[:, start:].double()
-    return _cosine(ra, rb).mean().item()
+    return cosine(ra, rb).mean().item()
 
 
 def simw(w_a: torch.Tensor, w_b: torch.Tensor) -> float:
     """Fu's similarity of induced weights: mean cosine between two predictors' implicit weights [B, d]."""
-    return _cosine(w_a.double(), w_b.double()).mean().item()
+    return cosine(w_a.double(), w_b.double()).mean().item()

@@ -12,6 +12,8 @@ from torch import nn
 
 from tasks import Prompts
 
+from .solvers import ols_fit, prefix_weights
+
 
 def layer_names(model) -> list[str]:
     """The residual stream after the read-in (layer 0) and after each block (layers 1..L)."""
@@ -57,13 +59,8 @@ def probe_targets(p: Prompts, kind: str) -> torch.Tensor:
     """What a probe decodes at position i, from pairs 0..i-1: "w_ols" (min-norm) or "xty" (X^T y): [B, n, d]."""
     if kind not in ("w_ols", "xty"):
         raise ValueError(f"unknown probe target {kind!r}; choose one of: w_ols, xty")
-    xs, ys = p.xs.double(), p.ys.double()
-    B, n, d = xs.shape
-    out = xs.new_zeros(B, n, d)
-    for i in range(1, n):
-        X, y = xs[:, :i], ys[:, :i].unsqueeze(-1)
-        out[:, i] = (torch.linalg.pinv(X) @ y).squeeze(-1) if kind == "w_ols" else (X.mT @ y).squeeze(-1)
-    return out
+    fit = ols_fit if kind == "w_ols" else (lambda X, y: (X.mT @ y.unsqueeze(-1)).squeeze(-1))
+    return prefix_weights(p.xs.double(), p.ys.double(), fit)
 
 
 def r2(pred: torch.Tensor, target: torch.Tensor) -> float:

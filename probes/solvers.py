@@ -16,14 +16,17 @@ from tasks import Prompts
 Fit = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (X [B, i, d], y [B, i]) -> w [B, d]
 
 
+def prefix_weights(xs: torch.Tensor, ys: torch.Tensor, fit: Fit) -> torch.Tensor:
+    """w[:, i] = fit(xs[:, :i], ys[:, :i]), the weights learned from pairs 0..i-1: [B, n, d]; w[:, 0] = 0."""
+    w = torch.zeros_like(xs)
+    for i in range(1, xs.shape[1]):
+        w[:, i] = fit(xs[:, :i], ys[:, :i])
+    return w
+
+
 def _prefixwise(xs: torch.Tensor, ys: torch.Tensor, fit: Fit) -> torch.Tensor:
     """preds[:, i] = fit(xs[:, :i], ys[:, :i]) . xs[:, i]; column 0 predicts 0."""
-    B, n, _ = xs.shape
-    preds = xs.new_zeros(B, n)
-    for i in range(1, n):
-        w = fit(xs[:, :i], ys[:, :i])  # [B, d]
-        preds[:, i] = (w * xs[:, i]).sum(-1)
-    return preds
+    return (prefix_weights(xs, ys, fit) * xs).sum(-1)  # [B, n]
 
 
 def zero(xs, ys):
@@ -51,9 +54,14 @@ def knn(xs, ys, k: int = 3):
     return (y_sel * valid).sum(-1) / valid.sum(-1).clamp(min=1)
 
 
+def ols_fit(X, y):
+    """Minimum-norm least squares weights pinv(X) y: X [B, N, d], y [B, N] -> [B, d]."""
+    return (torch.linalg.pinv(X) @ y.unsqueeze(-1)).squeeze(-1)
+
+
 def ols(xs, ys):
     """Minimum-norm least squares, w = pinv(X) y (the Bayes-optimal predictor's limit in the noiseless case)."""
-    return _prefixwise(xs, ys, lambda X, y: (torch.linalg.pinv(X) @ y.unsqueeze(-1)).squeeze(-1))
+    return _prefixwise(xs, ys, ols_fit)
 
 
 def ridge(xs, ys, lam: float = 1.0):

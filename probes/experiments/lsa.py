@@ -38,8 +38,8 @@ def sensitivity_alignment(run, p, family: str, **kw) -> dict:
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double().flatten(), b.double().flatten()
-    return (a @ b / (a.norm() * b.norm())).item()
+    """Cosine of two matrices taken as flat vectors."""
+    return metrics.cosine(a.double().flatten(), b.double().flatten()).item()
 
 
 def projection_scale(a: torch.Tensor, b: torch.Tensor) -> float:

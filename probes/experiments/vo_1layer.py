@@ -10,7 +10,7 @@ import time
 
 import lab
 
-from ..constructions import gd_layer_weights, kq_pv_products
+from ..constructions import gd_layer_weights, kq_pv, kq_pv_products
 from .common import claim, experiment_dir, result, save_result
 from .lsa import (EVAL_SEED, cosine, line_search_grid, products_figure, projection_scale, query_losses,
                   sensitivity_alignment)
@@ -34,9 +34,8 @@ def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
     eta = losses["gd1_lr"]
     sens = sensitivity_alignment(trained, p, "gd", steps=1, lr=eta)
 
-    kq, pv = (m.detach().double() for m in kq_pv_products(trained.model))
-    w = gd_layer_weights(d, n_context, eta)
-    kq_ref, pv_ref = w["W_K"].T @ w["W_Q"], w["W_O"] @ w["W_V"]
+    kq, pv = kq_pv_products(trained.model)
+    kq_ref, pv_ref = kq_pv(**gd_layer_weights(d, n_context, eta))
     a, b = projection_scale(kq, kq_ref), projection_scale(pv, pv_ref)
     products = {"kq_cosine": cosine(kq, kq_ref), "pv_cosine": cosine(pv, pv_ref), "kq_scale": a, "pv_scale": b,
                 "learned_lr": a * b * eta}

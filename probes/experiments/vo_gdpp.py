@@ -14,7 +14,7 @@ import torch
 
 import lab
 
-from ..constructions import gd_layer_weights, kq_pv_products
+from ..constructions import gd_layer_weights, kq_pv, kq_pv_products
 from ..solvers import solve
 from .common import claim, experiment_dir, result, save_result
 from .lsa import EVAL_SEED, half_mse, line_search_grid, products_figure, query_losses, sensitivity_alignment
@@ -33,10 +33,9 @@ def best_gdpp(p, steps: int, lrs, gammas) -> tuple[float, float, float]:
                for lr, g in itertools.product(lrs, gammas))
 
 
-def learned_gamma_and_lr(model, n_context: int) -> dict:
-    """Read gamma and eta off a trained layer, taking W_KQ ~ a [[I, 0], [0, 0]] and W_PV ~ -diag(g I, c):
-    gamma = a g and eta = a c N (the products of the construction in probes.constructions)."""
-    kq, pv = (m.detach().double() for m in kq_pv_products(model))
+def learned_gamma_and_lr(kq: torch.Tensor, pv: torch.Tensor, n_context: int) -> dict:
+    """Read gamma and eta off a trained layer's products, taking W_KQ ~ a [[I, 0], [0, 0]] and
+    W_PV ~ -diag(g I, c): gamma = a g and eta = a c N (the construction in probes.constructions)."""
     d = kq.shape[0] - 1
     a = torch.diagonal(kq)[:d].mean().item()
     g, c = -torch.diagonal(pv)[:d].mean().item(), -pv[d, d].item()
@@ -58,11 +57,10 @@ def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
     _, lr_pp, gamma_pp = best_gdpp(search, 2, line_search_grid(0.5, 15.0, 30), GAMMAS)
     losses["gdpp2"] = half_mse(solve("gdpp", p, steps=2, lr=lr_pp, gamma=gamma_pp)[:, -1], p.ys[:, -1])
     losses.update({"gdpp2_lr": lr_pp, "gdpp2_gamma": gamma_pp})
-    learned = learned_gamma_and_lr(trained.model, n_context)
-    w = gd_layer_weights(trained.task.d, n_context, lr_pp, gamma_pp)
-    kq, pv = (m.detach().double() for m in kq_pv_products(trained.model))
-    products_figure(kq, pv, w["W_K"].T @ w["W_Q"], w["W_O"] @ w["W_V"], folder / "figures" / "kq_pv.png",
-                    f"GD++ (gamma {gamma_pp:.2f})")
+    kq, pv = kq_pv_products(trained.model)
+    learned = learned_gamma_and_lr(kq, pv, n_context)
+    products_figure(kq, pv, *kq_pv(**gd_layer_weights(trained.task.d, n_context, lr_pp, gamma_pp)),
+                    folder / "figures" / "kq_pv.png", f"GD++ (gamma {gamma_pp:.2f})")
     sens = sensitivity_alignment(trained, p, "gdpp", steps=2, lr=lr_pp, gamma=gamma_pp)
 
     claims = [
