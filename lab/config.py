@@ -65,7 +65,7 @@ class ModelConfig:
     act: Literal["gelu", "relu"] = "gelu"
     tied: bool = False  # one block's weights applied n_layers times (a looped / recurrent transformer)
     bias: bool = True
-    backend: Literal["auto", "sdpa", "reference"] = "auto"
+    backend: Literal["auto", "triton", "sdpa", "reference"] = "auto"  # auto: triton on CUDA, sdpa elsewhere
     init_std: float = 0.02
 
     def validate(self):

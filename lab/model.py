@@ -2,6 +2,10 @@
 
 Covers Garg et al.'s GPT-2-style model (pre-LN, GELU, learned positions, causal mask) and von Oswald et al.'s
 linear self-attention (no softmax, no LayerNorm, no MLP, keys from context tokens only).
+
+`Transformer(cfg, n_models=E)` is E independent models in one: every weight gets a leading model dimension
+[E, ...], inputs and outputs a leading [E, ...] too, and each layer runs as one batched matmul (lab/ensemble.py
+trains such stacks). n_models=0 (the default) is the plain model.
 """
 from __future__ import annotations
 
@@ -11,87 +15,143 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import kernels
 from .config import ModelConfig
 from .hooks import HookedModule, HookPoint
 
 
 def attention_mask(kind: str, T: int, device=None) -> torch.Tensor | None:
-    """[T, T] bool, True where query i may attend to key j; None means every key.
+    """[T, T] bool, True where query i may attend to key j; None means every key (see kernels.allowed_keys)."""
+    return kernels.allowed_keys(kind, T, device=device)
 
-    causal: j <= i. context: j < T - 1 (every token reads the context tokens only; the last token is the
-    query, von Oswald et al.). none: all keys.
-    """
-    if kind == "none":
-        return None
-    if kind == "causal":
-        return torch.ones(T, T, dtype=torch.bool, device=device).tril()
-    mask = torch.zeros(T, T, dtype=torch.bool, device=device)
-    mask[:, : T - 1] = True
-    return mask
+
+class Linear(nn.Linear):
+    """nn.Linear; with n_models = E, E independent ones: weight [E, out, in], x [E, ..., in] -> [E, ..., out]."""
+
+    def __init__(self, d_in: int, d_out: int, bias: bool = True, n_models: int = 0):
+        super().__init__(d_in, d_out, bias=bias)
+        if n_models:
+            self.weight = nn.Parameter(torch.empty(n_models, d_out, d_in))
+            self.bias = nn.Parameter(torch.zeros(n_models, d_out)) if bias else None
+
+    def forward(self, x):
+        if self.weight.dim() == 2:
+            return F.linear(x, self.weight, self.bias)
+        flat = x.reshape(x.shape[0], -1, x.shape[-1])  # [E, N, in]
+        w_t = self.weight.transpose(1, 2)
+        out = torch.bmm(flat, w_t) if self.bias is None else torch.baddbmm(self.bias.unsqueeze(1), flat, w_t)
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm; with n_models = E, per-model affine weights [E, D] on x [E, ..., D]."""
+
+    def __init__(self, d: int, bias: bool = True, n_models: int = 0):
+        super().__init__(d, bias=bias)
+        if n_models:
+            self.weight = nn.Parameter(torch.ones(n_models, d))
+            self.bias = nn.Parameter(torch.zeros(n_models, d)) if bias else None
+
+    def forward(self, x):
+        if self.weight.dim() == 1:
+            return super().forward(x)
+        shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
+        y = F.layer_norm(x, self.normalized_shape, eps=self.eps) * self.weight.view(shape)
+        return y if self.bias is None else y + self.bias.view(shape)
+
+
+class Embedding(nn.Embedding):
+    """nn.Embedding; with n_models = E, weight [E, V, D] and ids [E, ...] -> [E, ..., D]."""
+
+    def __init__(self, n: int, d: int, n_models: int = 0):
+        super().__init__(n, d)
+        if n_models:
+            self.weight = nn.Parameter(torch.empty(n_models, n, d))
+
+    def forward(self, ids):
+        if self.weight.dim() == 2:
+            return super().forward(ids)
+        models = torch.arange(ids.shape[0], device=ids.device).view(-1, *([1] * (ids.dim() - 1)))
+        return self.weight[models, ids]
+
+    def table(self, n: int) -> torch.Tensor:
+        """The first n rows: [n, D], or [E, 1, n, D] for a stack (broadcasts against [E, B, n, D])."""
+        return self.weight[:n] if self.weight.dim() == 2 else self.weight[:, None, :n]
 
 
 class Attention(nn.Module):
-    """Multi-head attention, softmax or linear (scores used as weights as they are, von Oswald eq. 3)."""
+    """Multi-head attention, softmax or linear (scores used as weights as they are, von Oswald eq. 3).
 
-    def __init__(self, cfg: ModelConfig):
+    Backends: triton (lab/kernels, CUDA), sdpa (torch's scaled_dot_product_attention), reference (the scores and
+    pattern materialised; what hooks on them need). auto: triton on CUDA, sdpa elsewhere, reference when a hook
+    reads the scores or pattern.
+    """
+
+    def __init__(self, cfg: ModelConfig, n_models: int = 0):
         super().__init__()
         D, self.H = cfg.d_model, cfg.n_heads
         self.d_head = D // self.H
-        self.kind, self.backend = cfg.attn, cfg.backend
-        self.W_Q = nn.Linear(D, D, bias=cfg.bias)
-        self.W_K = nn.Linear(D, D, bias=cfg.bias)
-        self.W_V = nn.Linear(D, D, bias=cfg.bias)
-        self.W_O = nn.Linear(D, D, bias=cfg.bias)
+        self.kind, self.mask, self.backend = cfg.attn, cfg.mask, cfg.backend
+        self.W_Q, self.W_K, self.W_V, self.W_O = (Linear(D, D, cfg.bias, n_models) for _ in range(4))
         self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()  # [B, T, H, dh]
         self.hook_attn_scores, self.hook_pattern = HookPoint(), HookPoint()  # [B, H, T, T]
         self.hook_z = HookPoint()  # [B, T, H, dh]
 
-    def forward(self, x, mask):  # x [B, T, D], mask [T, T] bool or None
-        B, T, D = x.shape
-        q = self.hook_q(self.W_Q(x).view(B, T, self.H, self.d_head))
-        k = self.hook_k(self.W_K(x).view(B, T, self.H, self.d_head))
-        v = self.hook_v(self.W_V(x).view(B, T, self.H, self.d_head))
-        if self._fast_path_ok(mask):
-            z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                               attn_mask=mask).transpose(1, 2)
+    def forward(self, x, key_padding=None):  # x [*batch, T, D]; key_padding [*batch, T] bool or None
+        *batch, T, D = x.shape
+        q = self.hook_q(self.W_Q(x).view(*batch, T, self.H, self.d_head))
+        k = self.hook_k(self.W_K(x).view(*batch, T, self.H, self.d_head))
+        v = self.hook_v(self.W_V(x).view(*batch, T, self.H, self.d_head))
+        path = self._path(x)
+        if path == "triton":
+            flat = (t.reshape(-1, T, self.H, self.d_head) for t in (q, k, v))  # [Z, T, H, dh], Z = prod(batch)
+            kp = None if key_padding is None else key_padding.reshape(-1, T)
+            z = kernels.attention(*flat, kind=self.kind, mask=self.mask, key_padding=kp).view(q.shape)
         else:
-            z = self._materialised(q, k, v, mask)
-        z = self.hook_z(z)  # [B, T, H, dh]
-        return self.W_O(z.reshape(B, T, D))
+            allowed = kernels.allowed_keys(self.mask, T, None if key_padding is None else
+                                           key_padding.reshape(-1, T), x.device)
+            if allowed is not None and allowed.dim() == 4:
+                allowed = allowed.view(*batch, 1, T, T)  # [*batch, 1, T, T]
+            if path == "sdpa" and (allowed is None or bool(allowed.any(dim=-1).all())):
+                z = F.scaled_dot_product_attention(q.transpose(-3, -2), k.transpose(-3, -2), v.transpose(-3, -2),
+                                                   attn_mask=allowed).transpose(-3, -2)
+            else:
+                z = self._materialised(q, k, v, allowed)
+        z = self.hook_z(z)  # [*batch, T, H, dh]
+        return self.W_O(z.reshape(*batch, T, D))
 
-    def _fast_path_ok(self, mask) -> bool:
-        """SDPA when softmax, no hook reads the scores or pattern, and every query has a key."""
-        if self.kind != "softmax" or self.backend == "reference":
-            return False
-        if self.hook_attn_scores.active or self.hook_pattern.active:
-            return False
-        return mask is None or bool(mask.any(dim=-1).all())
+    def _path(self, x) -> str:
+        if self.hook_attn_scores.active or self.hook_pattern.active or self.backend == "reference":
+            return "reference"
+        if self.backend == "triton" or (self.backend == "auto" and x.is_cuda and kernels.triton_available()):
+            return "triton"
+        return "sdpa" if self.kind == "softmax" else "reference"
 
-    def _materialised(self, q, k, v, mask):
-        scores = torch.einsum("bqhd,bkhd->bhqk", q, k)  # [B, H, T, T]
+    def _materialised(self, q, k, v, allowed):
+        scores = torch.einsum("...qhd,...khd->...hqk", q, k)  # [*batch, H, T, T]
         if self.kind == "softmax":
             scores = scores / math.sqrt(self.d_head)
-            if mask is not None:
-                has_key = mask.any(dim=-1, keepdim=True)  # [T, 1]; a query with no key gets a zero row
-                scores = scores.masked_fill(~(mask | ~has_key), float("-inf"))
+            if allowed is not None:
+                has_key = allowed.any(dim=-1, keepdim=True)  # a query with no key gets a zero row
+                scores = scores.masked_fill(~(allowed | ~has_key), float("-inf"))
             scores = self.hook_attn_scores(scores)
             pattern = torch.softmax(scores, dim=-1)
-            if mask is not None:
+            if allowed is not None:
                 pattern = pattern * has_key
         else:
-            if mask is not None:
-                scores = scores * mask
+            if allowed is not None:
+                scores = scores * allowed
             scores = self.hook_attn_scores(scores)
             pattern = scores
         pattern = self.hook_pattern(pattern)
-        return torch.einsum("bhqk,bkhd->bqhd", pattern, v)
+        return torch.einsum("...hqk,...khd->...qhd", pattern, v)
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, n_models: int = 0):
         super().__init__()
-        self.fc_in = nn.Linear(cfg.d_model, cfg.mlp_width, bias=cfg.bias)
-        self.fc_out = nn.Linear(cfg.mlp_width, cfg.d_model, bias=cfg.bias)
+        self.fc_in = Linear(cfg.d_model, cfg.mlp_width, cfg.bias, n_models)
+        self.fc_out = Linear(cfg.mlp_width, cfg.d_model, cfg.bias, n_models)
         self.act = nn.GELU() if cfg.act == "gelu" else nn.ReLU()
         self.hook_pre, self.hook_post = HookPoint(), HookPoint()  # [B, T, d_mlp]
 
@@ -102,17 +162,17 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-LN residual block: x + attn(ln1(x)), then + mlp(ln2(x))."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, n_models: int = 0):
         super().__init__()
-        norm = (lambda: nn.LayerNorm(cfg.d_model, bias=cfg.bias)) if cfg.layernorm else nn.Identity
-        self.ln1, self.attn = norm(), Attention(cfg)
-        self.ln2, self.mlp = (norm(), MLP(cfg)) if cfg.mlp_width else (None, None)
+        norm = (lambda: LayerNorm(cfg.d_model, cfg.bias, n_models)) if cfg.layernorm else nn.Identity
+        self.ln1, self.attn = norm(), Attention(cfg, n_models)
+        self.ln2, self.mlp = (norm(), MLP(cfg, n_models)) if cfg.mlp_width else (None, None)
         self.hook_resid_pre, self.hook_attn_out, self.hook_resid_mid = HookPoint(), HookPoint(), HookPoint()
         self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint()
 
-    def forward(self, x, mask):  # [B, T, D]
+    def forward(self, x, key_padding=None):  # [*batch, T, D]
         x = self.hook_resid_pre(x)
-        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln1(x), mask)))
+        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln1(x), key_padding)))
         if self.mlp is not None:
             x = x + self.hook_mlp_out(self.mlp(self.ln2(x)))
         return self.hook_resid_post(x)
@@ -124,25 +184,26 @@ class Transformer(HookedModule):
 
     Output: [B, T] for a scalar read-out, [B, T, n_classes] for a class read-out. With `tied`, every block
     shares the first block's weights (one block applied n_layers times) but keeps its own hook names.
+    With n_models = E every shape above gains a leading E.
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, n_models: int = 0):
         super().__init__()
         assert cfg.d_in > 0 or cfg.input == "tokens", "resolve the config first (d_in is set from the task)"
-        self.cfg = cfg
-        D = cfg.d_model
-        self.embed = {"vector": lambda: nn.Linear(cfg.d_in, D, bias=cfg.bias), "identity": nn.Identity,
-                      "tokens": lambda: nn.Embedding(cfg.vocab_size, D)}[cfg.input]()
-        self.pos_embed = nn.Embedding(cfg.max_len, D) if cfg.pos == "learned" else None
+        self.cfg, self.n_models = cfg, n_models
+        D, E = cfg.d_model, n_models
+        self.embed = {"vector": lambda: Linear(cfg.d_in, D, cfg.bias, E), "identity": nn.Identity,
+                      "tokens": lambda: Embedding(cfg.vocab_size, D, E)}[cfg.input]()
+        self.pos_embed = Embedding(cfg.max_len, D, E) if cfg.pos == "learned" else None
         self.hook_embed, self.hook_pos_embed = HookPoint(), HookPoint()  # [B, T, D]
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(cfg, E) for _ in range(cfg.n_layers))
         if cfg.tied:
             for block in self.blocks[1:]:
                 for name in ("ln1", "attn", "ln2", "mlp"):
                     self._share(block, self.blocks[0], name)
-        self.ln_final = nn.LayerNorm(D, bias=cfg.bias) if cfg.layernorm else nn.Identity()
+        self.ln_final = LayerNorm(D, cfg.bias, E) if cfg.layernorm else nn.Identity()
         n_out = {"scalar": 1, "classes": cfg.n_classes, "minus_last": 0}[cfg.output]
-        self.unembed = nn.Linear(D, n_out, bias=cfg.bias) if n_out else None
+        self.unembed = Linear(D, n_out, cfg.bias, E) if n_out else None
         self.setup_hooks()
         self._init_weights()
 
@@ -171,16 +232,17 @@ class Transformer(HookedModule):
             else:
                 nn.init.normal_(p, std=std)
 
-    def forward(self, inputs):  # inputs [B, T, d_in] (vectors) or [B, T] (token ids)
-        T = inputs.shape[1]
+    def forward(self, inputs, key_padding=None):
+        """inputs [B, T, d_in] (vectors) or [B, T] (token ids); key_padding [B, T] bool, True = a real token
+        (padded tokens are never attended to). A stack of E models takes [E, B, ...] throughout."""
+        T = inputs.shape[2 if self.n_models else 1]
         x = self.hook_embed(self.embed(inputs))  # [B, T, D]
         if self.pos_embed is not None:
             if T > self.cfg.max_len:
                 raise ValueError(f"sequence of {T} tokens is longer than model.max_len = {self.cfg.max_len}")
-            x = x + self.hook_pos_embed(self.pos_embed(torch.arange(T, device=x.device)))
-        mask = attention_mask(self.cfg.mask, T, x.device)
+            x = x + self.hook_pos_embed(self.pos_embed.table(T))
         for block in self.blocks:
-            x = block(x, mask)
+            x = block(x, key_padding)
         x = self.ln_final(x)
         if self.unembed is None:
             return -x[..., -1]
