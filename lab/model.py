@@ -111,7 +111,7 @@ class Attention(nn.Module):
             allowed = kernels.allowed_keys(self.mask, T, None if key_padding is None else
                                            key_padding.reshape(-1, T), x.device)
             if allowed is not None and allowed.dim() == 4:
-                allowed = allowed.view(*batch, 1, T, T)  # [*batch, 1, T, T]
+                allowed = allowed.view(*batch, 1, *allowed.shape[-2:])  # [*batch, 1, T or 1, T]
             if path == "sdpa" and (allowed is None or bool(allowed.any(dim=-1).all())):
                 z = F.scaled_dot_product_attention(q.transpose(-3, -2), k.transpose(-3, -2), v.transpose(-3, -2),
                                                    attn_mask=allowed).transpose(-3, -2)

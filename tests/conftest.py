@@ -4,6 +4,8 @@ import pytest
 import torch
 
 os.environ.setdefault("LAB_RUNS", "/nonexistent-lab-runs-set-per-test")
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton kernels run on CPU tensors (before triton is imported)
 
 
 @pytest.fixture(autouse=True)
