@@ -146,7 +146,23 @@ class CurriculumConfig:
         return dims, points
 
 
-SECTIONS = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig, "curriculum": CurriculumConfig}
+@dataclass
+class EnsembleConfig:
+    """E independent models trained as one batched computation (lab/ensemble.py). Member i is the model a solo
+    run with seed train.seed + i (and learning rate lrs[i], if lrs is given) would train."""
+
+    size: int = 1
+    lrs: list[float] = field(default_factory=list)  # empty: train.lr for every member
+
+    def validate(self):
+        _need(self.size >= 1, "ensemble.size", "an integer >= 1", self.size)
+        _need(not self.lrs or len(self.lrs) == self.size, "ensemble.lrs",
+              f"empty or {self.size} learning rates (one per member)", self.lrs)
+        _need(all(lr > 0 for lr in self.lrs), "ensemble.lrs", "learning rates > 0", self.lrs)
+
+
+SECTIONS = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig, "curriculum": CurriculumConfig,
+            "ensemble": EnsembleConfig}
 
 
 @dataclass
@@ -155,6 +171,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     preset: str = ""
 
     def validate(self) -> "RunConfig":
@@ -236,11 +253,19 @@ def _coerce(key: str, hint, value):
     if hint is dict:
         _need(isinstance(value, dict), key, "a table of task arguments", value)
         return dict(value)
+    if origin is list:
+        items = value.split(",") if isinstance(value, str) else value
+        _need(isinstance(items, (list, tuple)), key, "a list, e.g. 1e-3,3e-4", value)
+        (item_hint,) = typing.get_args(hint)
+        return [_coerce(key, item_hint, item) for item in items if not isinstance(item, str) or item.strip()]
     raise ConfigError(f"{key} cannot be set")  # pragma: no cover
 
 
 def set_value(cfg: RunConfig, key: str, value) -> None:
-    """Set `section.name` on cfg with type checking; unknown keys raise ConfigError naming the choices."""
+    """Set `section.name` on cfg with type checking; unknown keys raise ConfigError naming the choices.
+    `ensemble=E` is short for `ensemble.size=E`."""
+    if key == "ensemble":
+        key = "ensemble.size"
     section, _, name = key.partition(".")
     if section not in SECTIONS or not name:
         raise ConfigError(f"unknown key {key!r}; keys look like SECTION.NAME with SECTION one of {', '.join(SECTIONS)}")

@@ -90,11 +90,19 @@ class Run:
         self._model = None
 
     @property
+    def n_members(self) -> int:
+        """How many models the run trained at once (1 for a plain run)."""
+        return self.config.ensemble.size
+
+    @property
     def model(self) -> Transformer:
         if self._model is None:
             ckpt = self.path / CHECKPOINT
             if not ckpt.is_file():
                 raise FileNotFoundError(f"{self.path} has no checkpoint yet")
+            if self.n_members > 1:
+                raise ValueError(f"{self.path} is an ensemble of {self.n_members} models; pick one with "
+                                 f"run.member(i) (or --member i), i in 0..{self.n_members - 1}")
             model = Transformer(self.config.model)
             model.load_state_dict(safe_torch_load(ckpt)["model"])
             self._model = model.to(self.device).eval()
@@ -116,6 +124,44 @@ class Run:
         dtype = next(model.parameters()).dtype
         p = prompts.to(device=self.device, dtype=dtype)
         return self.format.predict(model, p).cpu()
+
+    def member(self, i: int) -> "Run":
+        """Member i of an ensemble run as a run folder of its own (RUN/members/i): the solo run it equals, with
+        its config (seed train.seed + i), weights, optimiser state and loss curve, so every probe works on it and
+        `lab train` can extend it. Written from the ensemble's last checkpoint, again whenever that is newer."""
+        from .ensemble import member_config, member_state
+        from .trainer import make_optimizer
+
+        E = self.n_members
+        if E == 1:
+            raise ValueError(f"{self.path} is a single-model run, not an ensemble; use the run itself")
+        if not 0 <= i < E:
+            raise ValueError(f"member must be in 0..{E - 1} for {self.path}; got {i}")
+        ckpt = safe_torch_load(self.path / CHECKPOINT)
+        folder = self.path / "members" / str(i)
+        if (folder / CHECKPOINT).is_file() and safe_torch_load(folder / CHECKPOINT)["step"] == ckpt["step"]:
+            return Run(folder, device=self.device)
+        solo = member_config(self.config, i)
+        model = Transformer(solo.model)
+        model.load_state_dict(member_state(ckpt["model"], i))
+        opt_state = ckpt["optimizer"]
+        state = {j: {"step": opt_state["steps"][i].to(torch.float32), "exp_avg": m[i].clone(),
+                     "exp_avg_sq": v[i].clone()}
+                 for j, (m, v) in enumerate(zip(opt_state["exp_avg"], opt_state["exp_avg_sq"]))}
+        optimizer = {"state": state, "param_groups": make_optimizer(model, solo.train).state_dict()["param_groups"]}
+        diverged_at = int(ckpt["diverged_at"][i])
+        rows = [{**{k: v for k, v in r.items() if k not in ("losses", "diverged")}, "loss": r["losses"][i]}
+                for r in self.metrics if "losses" in r]
+        atomic_write_json(folder / CONFIG, solo.to_dict())
+        atomic_write_bytes(folder / METRICS, "".join(json.dumps(r) + "\n" for r in rows).encode())
+        atomic_torch_save(folder / CHECKPOINT, {"step": ckpt["step"], "model": model.state_dict(),
+                                                "optimizer": optimizer})
+        status = {**self.status, "member": i, "ensemble": str(self.path)}
+        if diverged_at >= 0:
+            status.update(status="diverged", message=f"member {i} diverged at step {diverged_at}; its weights are "
+                                                     "those before that step")
+        atomic_write_json(folder / STATUS, status)
+        return Run(folder, device=self.device)
 
     def __repr__(self):
         return f"Run({str(self.path)!r}, preset={self.config.preset!r})"

@@ -4,7 +4,6 @@ Garg's curriculum, loss over all prefixes or the query only, checkpoints with ex
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,8 @@ from tqdm.auto import tqdm
 import tasks
 
 from .config import ConfigError, RunConfig, TrainConfig, make_config
+from .ensemble import EnsembleTrainer, is_ensemble
+from .schedule import data_seed, lr_at
 from .model import Transformer, build_model
 from .runs import (CHECKPOINT, CONFIG, METRICS, STATUS, Run, atomic_torch_save, atomic_write_bytes,
                    atomic_write_json, new_run_dir, read_metrics, safe_torch_load)
@@ -22,21 +23,6 @@ from .runs import (CHECKPOINT, CONFIG, METRICS, STATUS, Run, atomic_torch_save, 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; the last good checkpoint is kept."""
-
-
-def lr_at(cfg: TrainConfig, step: int) -> float:
-    """Learning rate for `step` (0-based): linear warm-up, then constant or cosine decay to lr * min_lr_ratio."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "constant":
-        return cfg.lr
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
-def data_seed(seed: int, step: int) -> int:
-    """The seed of step `step`'s batch: the data stream depends only on (seed, step), so resume replays it."""
-    return seed * 1_000_003 + step
 
 
 def resolve_device(name: str) -> torch.device:
@@ -84,21 +70,97 @@ def _check_same_run(out: Path, cfg: RunConfig) -> None:
         raise ConfigError(f"{out} holds a run with a different config ({diff}); use another --out to start a new run")
 
 
-def _restore(out: Path, model: Transformer, opt: torch.optim.Optimizer, device) -> int:
-    """Load the last checkpoint into model and optimiser and drop metrics logged after it; returns its step.
-    Nothing else needs restoring: the data stream is a function of (seed, step) and the model has no dropout."""
+def _restore(out: Path, engine, device) -> int:
+    """Load the last checkpoint into the engine (weights and optimiser) and drop metrics logged after it; returns
+    its step. Nothing else needs restoring: the data stream is a function of (seed, step), there is no dropout."""
     ckpt = safe_torch_load(out / CHECKPOINT, map_location=device)
-    model.load_state_dict(ckpt["model"])
-    opt.load_state_dict(ckpt["optimizer"])
+    engine.load_state_dict(ckpt)
     step = int(ckpt["step"])
     kept = [r for r in read_metrics(out / METRICS) if r["step"] <= step]
     atomic_write_bytes(out / METRICS, "".join(json.dumps(r) + "\n" for r in kept).encode())
     return step
 
 
+class Diverged(Exception):
+    """Raised by an engine's step: what became NaN/inf."""
+
+
+class SoloEngine:
+    """One model, torch.optim.Adam/AdamW: the plain training step."""
+
+    def __init__(self, cfg: RunConfig, device):
+        self.cfg, self.device = cfg, device
+        self.task, self.fmt = cfg.task.build(), tasks.formats.get(cfg.task.format)
+        self.model = build_model(cfg.model, seed=cfg.train.seed).to(device)
+        self.opt = make_optimizer(self.model, cfg.train)
+        self.loss = float("nan")
+
+    def step(self, step: int, d_active, n_points: int) -> None:
+        tc = self.cfg.train
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(tc, step)
+        p = self.task.sample(tc.batch_size, n_points, seed=data_seed(tc.seed, step), d_active=d_active,
+                             device=self.device)
+        loss = prompt_loss(self.model, self.fmt, p, tc.loss)
+        if not torch.isfinite(loss):
+            raise Diverged(f"the loss became {loss.item()}")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        self.opt.step()
+        self.loss = loss.item()
+
+    def log_fields(self) -> dict:
+        return {"loss": self.loss}
+
+    def check_weights(self) -> None:
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise Diverged("the weights became NaN or inf")
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict()}
+
+    def load_state_dict(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+
+
+class EnsembleEngine(EnsembleTrainer):
+    """E models as one stacked computation (lab/ensemble.py); a member that diverges is frozen and reported."""
+
+    def __init__(self, cfg: RunConfig, device):
+        super().__init__(cfg, device)
+        self.reported: set[int] = set()
+
+    def log_fields(self) -> dict:
+        losses, active = self.losses.tolist(), self.active.tolist()
+        alive = [x for x, a in zip(losses, active) if a]
+        diverged = {i: s for i, s in enumerate(self.diverged_at.tolist()) if s >= 0}
+        for i in sorted(set(diverged) - self.reported):
+            tqdm.write(f"member {i} diverged at step {diverged[i]} (NaN/inf); it is frozen, the others go on",
+                       file=sys.stderr)
+        self.reported |= set(diverged)
+        if not alive:
+            raise Diverged("every member of the ensemble diverged")
+        return {"loss": sum(alive) / len(alive), "losses": [x if a else None for x, a in zip(losses, active)],
+                "diverged": diverged}
+
+    def check_weights(self) -> None:
+        self.log_fields()
+
+    def state_dict(self) -> dict:
+        return {"ensemble": self.E, **super().state_dict()}
+
+
+def make_engine(cfg: RunConfig, device):
+    return EnsembleEngine(cfg, device) if is_ensemble(cfg) else SoloEngine(cfg, device)
+
+
 def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) -> Run:
     """Train a preset (name, file, dict or RunConfig) with overrides into run folder `out`; returns the Run.
 
+    With ensemble.size = E > 1 the run trains E models at once (member i = seed train.seed + i; `run.member(i)`).
     If `out` already holds this run, training resumes from its last checkpoint. `callback(step)` is called
     after every optimiser step. Bad config -> ConfigError before anything is written.
     """
@@ -109,21 +171,22 @@ def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) 
         if not (out / CONFIG).is_file():
             raise ConfigError(f"--out {out} is a non-empty folder that is not a run; choose an empty or new folder")
         _check_same_run(out, cfg)
-    task, fmt, tc = cfg.task.build(), tasks.formats.get(cfg.task.format), cfg.train
-
-    model = build_model(cfg.model, seed=tc.seed).to(device)
-    opt = make_optimizer(model, tc)
-    start = _restore(out, model, opt, device) if (out / CHECKPOINT).is_file() else 0
+    tc = cfg.train
+    engine = make_engine(cfg, device)
+    start = _restore(out, engine, device) if (out / CHECKPOINT).is_file() else 0
     if start and not quiet:
         print(f"{out} is already trained to step {start}" if start >= cfg.train.steps
               else f"resuming {out} from step {start}")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / CONFIG, cfg.to_dict())
+    prompts_per_step = tc.batch_size * cfg.ensemble.size
 
     def save(step: int):
-        if not all(torch.isfinite(p).all() for p in model.parameters()):
-            fail(step, "the weights became NaN or inf")
-        atomic_torch_save(out / CHECKPOINT, {"step": step, "model": model.state_dict(), "optimizer": opt.state_dict()})
+        try:
+            engine.check_weights()
+        except Diverged as e:
+            fail(step, str(e))
+        atomic_torch_save(out / CHECKPOINT, {"step": step, **engine.state_dict()})
         atomic_write_json(out / STATUS, {"status": "done" if step >= tc.steps else "running", "step": step,
                                          "steps": tc.steps})
 
@@ -142,31 +205,26 @@ def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) 
     t_window, step_window = time.perf_counter(), start
     step = start
     try:
-        model.train()
+        engine.model.train()
         while step < tc.steps:
             dims, n_points = cfg.curriculum.at(step) if cfg.curriculum.enabled else (None, cfg.task.n_points)
-            lr = lr_at(tc, step)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            p = task.sample(tc.batch_size, n_points, seed=data_seed(tc.seed, step), d_active=dims, device=device)
-            loss = prompt_loss(model, fmt, p, tc.loss)
-            if not torch.isfinite(loss):
-                fail(step, f"the loss became {loss.item()}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            opt.step()
-            step += 1
-            bar.update(1)
-            if step % tc.log_every == 0 or step == tc.steps:
-                now = time.perf_counter()
-                row = {"step": step, "loss": loss.item(), "lr": lr, "n_points": n_points,
-                       "d_active": dims or task.d, "steps_per_s": (step - step_window) / max(now - t_window, 1e-9)}
-                metrics_file.write(json.dumps(row) + "\n")
-                metrics_file.flush()
-                bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
-                t_window, step_window = now, step
+            try:
+                engine.step(step, dims, n_points)
+                step += 1
+                bar.update(1)
+                if step % tc.log_every == 0 or step == tc.steps:
+                    fields = engine.log_fields()
+                    now = time.perf_counter()
+                    steps_per_s = (step - step_window) / max(now - t_window, 1e-9)
+                    row = {"step": step, **fields, "lr": lr_at(tc, step - 1), "n_points": n_points,
+                           "d_active": dims or cfg.task.build().d, "steps_per_s": steps_per_s,
+                           "prompts_per_s": steps_per_s * prompts_per_step}
+                    metrics_file.write(json.dumps(row) + "\n")
+                    metrics_file.flush()
+                    bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
+                    t_window, step_window = now, step
+            except Diverged as e:
+                fail(step, str(e))
             if step % tc.checkpoint_every == 0 or step == tc.steps:
                 save(step)
             if callback is not None:
