@@ -38,6 +38,8 @@ def stack_models(models: list[Transformer]) -> Transformer:
     """One Transformer(n_models=E) whose member i has models[i]'s weights (the global RNG is left as it was)."""
     with torch.random.fork_rng(devices=[]):
         stack = Transformer(models[0].cfg, n_models=len(models))
+    first = next(models[0].parameters())
+    stack = stack.to(device=first.device, dtype=first.dtype)
     states = [m.state_dict() for m in models]
     stack.load_state_dict({name: torch.stack([s[name] for s in states]) for name in states[0]})
     return stack
