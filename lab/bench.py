@@ -1,26 +1,149 @@
-"""Benchmarks (scripts, not tests): time ours against the obvious alternative, side by side, same process."""
+"""Benchmarks (scripts, not tests): time ours against the obvious alternative, side by side, same process.
+
+- `bench_attention`: the Triton kernel's forward + backward vs torch's scaled_dot_product_attention (its fastest
+  backend for each case) and vs the materialised reference, at the lab's shapes.
+- `bench_train`: prompts/s of an ensemble of E models vs E solo runs trained one after another, same steps.
+- `bench_model`: one training step of our model vs torch.nn.TransformerEncoder of the same shape.
+Every result has the shape of DESIGN.md: {"benchmark", "device", "rows": [{"case", "ours_s", "baseline",
+"baseline_s", "ratio" = baseline_s / ours_s, ...}]}.
+"""
 from __future__ import annotations
 
 import time
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import tasks
 
 from .config import make_config
 from .model import build_model
-from .trainer import make_optimizer, prompt_loss
+from .trainer import make_engine, make_optimizer, prompt_loss
+
+# (models x batch x heads, tokens, head dim): the lab's attention shapes (issue 4)
+ATTENTION_SHAPES = [(4096, 41, 32), (2048, 81, 32), (512, 201, 64), (8192, 11, 16)]
 
 
-def _time_steps(step_fn, steps: int, warmup: int) -> float:
-    """Mean seconds per call of step_fn after `warmup` untimed calls."""
+def _device(device) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _device_name(dev: torch.device) -> str:
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _time(fn, dev, reps: int, warmup: int) -> float:
+    """Mean seconds per call of fn after `warmup` untimed calls (synchronised before and after)."""
     for _ in range(warmup):
-        step_fn()
+        fn()
+    _sync(dev)
     t0 = time.perf_counter()
-    for _ in range(steps):
-        step_fn()
-    return (time.perf_counter() - t0) / steps
+    for _ in range(reps):
+        fn()
+    _sync(dev)
+    return (time.perf_counter() - t0) / reps
+
+
+def _sdpa_backends():
+    from torch.nn.attention import SDPBackend
+
+    return {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+            "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}
+
+
+def bench_attention(shapes=ATTENTION_SHAPES, dtypes=("float32", "bfloat16"), reps: int = 20, warmup: int = 3,
+                    device=None) -> dict:
+    """Causal softmax attention, forward + backward, per (rows, T, dh) shape and dtype: ours vs SDPA's fastest
+    backend (each backend tried; one that refuses the case is skipped) and vs the materialised reference."""
+    from torch.nn.attention import sdpa_kernel
+
+    from . import kernels
+
+    dev = _device(device)
+    if not kernels.triton_usable(torch.empty(0, device=dev)):
+        raise ValueError("lab bench attention times the Triton kernel, which needs a CUDA device (this machine has "
+                         "none; set TRITON_INTERPRET=1 to run it, slowly, on the CPU)")
+    rows = []
+    for N, T, dh in shapes:
+        for dtype_name in dtypes:
+            dtype = getattr(torch, dtype_name)
+            g = torch.Generator().manual_seed(0)
+            q, k, v = (torch.randn(N, T, 1, dh, generator=g).to(dev, dtype).requires_grad_() for _ in range(3))
+            grad = torch.randn(N, T, 1, dh, generator=g).to(dev, dtype)
+            bhtd = [t.transpose(1, 2) for t in (q, k, v)]  # [N, 1, T, dh]: SDPA's layout, same memory
+
+            def ours():
+                kernels.attention(q, k, v, kind="softmax", mask="causal").backward(grad)
+
+            def sdpa():
+                F.scaled_dot_product_attention(*bhtd, is_causal=True).transpose(1, 2).backward(grad)
+
+            def reference():
+                s = (bhtd[0] @ bhtd[1].transpose(-1, -2)) * dh ** -0.5
+                s = s.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=dev).tril(), float("-inf"))
+                (torch.softmax(s.float(), -1).to(dtype) @ bhtd[2]).transpose(1, 2).backward(grad)
+
+            ours_s = _time(ours, dev, reps, warmup)
+            timings = {}
+            for name, backend in _sdpa_backends().items():
+                try:
+                    with sdpa_kernel([backend]):
+                        timings[name] = _time(sdpa, dev, reps, warmup)
+                except RuntimeError:
+                    continue  # this backend does not take this case
+            case = f"N={N} T={T} dh={dh} causal softmax {dtype_name}"
+            if timings:
+                best = min(timings, key=timings.get)
+                rows.append({"case": case, "ours_s": ours_s, "baseline": f"sdpa ({best}, fastest of "
+                             f"{'/'.join(timings)})", "baseline_s": timings[best], "ratio": timings[best] / ours_s})
+            ref_s = _time(reference, dev, reps, warmup)
+            rows.append({"case": case, "ours_s": ours_s, "baseline": "materialised reference", "baseline_s": ref_s,
+                         "ratio": ref_s / ours_s})
+    return {"benchmark": "attention", "device": _device_name(dev), "rows": rows}
+
+
+def _time_training(cfg, dev, steps: int, warmup: int) -> float:
+    """Seconds for `steps` training steps (sampling included) after `warmup` untimed ones."""
+    engine = make_engine(cfg, dev)
+    engine.model.train()
+    n = cfg.task.n_points
+    for s in range(warmup):
+        engine.step(s, None, n)
+    _sync(dev)
+    t0 = time.perf_counter()
+    for s in range(warmup, warmup + steps):
+        engine.step(s, None, n)
+    _sync(dev)
+    return time.perf_counter() - t0
+
+
+def bench_train(preset: str = "tiny-linreg", sizes=(1, 4, 16, 64), steps: int = 20, warmup: int = 5,
+                overrides=None, device=None) -> dict:
+    """Training throughput: an ensemble of E models (one stacked computation) vs E solo runs one after another,
+    each for `steps` steps of the preset (sampling, forward, backward, clipping, Adam; no checkpoints)."""
+    dev = _device(device)
+    base = make_config(preset, {**(overrides or {}), "train.device": dev.type})
+    solo_s = []  # solo run i (seed i) in turn: E solo runs take sum(solo_s[:E])
+    for seed in range(max(sizes)):
+        solo_s.append(_time_training(make_config(base, {"train.seed": seed}), dev, steps, warmup))
+    rows = []
+    for E in sizes:
+        ens_s = _time_training(make_config(base, {"ensemble.size": E}), dev, steps, warmup)
+        solo_total = sum(solo_s[:E])
+        prompts = E * base.train.batch_size * steps
+        mc = base.model
+        rows.append({"case": f"{preset}: E={E} models ({mc.n_layers}L x {mc.d_model}, batch "
+                             f"{base.train.batch_size}, {steps} steps)",
+                     "ours_s": ens_s, "baseline": f"{E} solo runs one after another", "baseline_s": solo_total,
+                     "ratio": solo_total / ens_s, "ours_prompts_per_s": prompts / ens_s,
+                     "baseline_prompts_per_s": prompts / solo_total})
+    return {"benchmark": "train", "device": _device_name(dev), "rows": rows}
 
 
 class _TorchEncoderBaseline(nn.Module):
@@ -43,10 +166,10 @@ class _TorchEncoderBaseline(nn.Module):
         return self.unembed(self.ln(self.encoder(h, mask=mask, is_causal=True))).squeeze(-1)
 
 
-def bench_train(preset: str = "garg-linreg", steps: int = 10, warmup: int = 3, device: str | None = None) -> dict:
+def bench_model(preset: str = "garg-linreg", steps: int = 10, warmup: int = 3, device=None) -> dict:
     """Seconds per training step (forward, backward, Adam) of the preset's model at its full prompt length."""
     cfg = make_config(preset)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = _device(device)
     task, fmt = cfg.task.build(), tasks.formats.get(cfg.task.format)
     p = task.sample(cfg.train.batch_size, cfg.task.n_points, seed=0, device=dev)
     ours = build_model(cfg.model, seed=0).to(dev)
@@ -61,15 +184,24 @@ def bench_train(preset: str = "garg-linreg", steps: int = 10, warmup: int = 3, d
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
 
         return step
 
-    ours_s = _time_steps(stepper(ours), steps, warmup)
-    base_s = _time_steps(stepper(base), steps, warmup)
+    ours_s = _time(stepper(ours), dev, steps, warmup)
+    base_s = _time(stepper(base), dev, steps, warmup)
     case = (f"{preset}: {cfg.model.n_layers}L x {cfg.model.d_model} wide x {cfg.model.n_heads} heads, "
             f"batch {cfg.train.batch_size}, {fmt.seq_len(cfg.task.n_points)} tokens, {ours.n_params() / 1e6:.2f}M params")
-    return {"benchmark": "train", "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
+    return {"benchmark": "model", "device": _device_name(dev),
             "rows": [{"case": case, "ours_s": ours_s, "baseline": "torch.nn.TransformerEncoder", "baseline_s": base_s,
                       "ratio": base_s / ours_s}]}
+
+
+def format_rows(result: dict) -> str:
+    """The benchmark as a table: case, ours, baseline, ratio (baseline / ours)."""
+    lines = [f"{result['benchmark']} benchmark on {result['device']} (ratio = baseline time / our time)"]
+    for r in result["rows"]:
+        extra = (f"  [{r['ours_prompts_per_s']:,.0f} vs {r['baseline_prompts_per_s']:,.0f} prompts/s]"
+                 if "ours_prompts_per_s" in r else "")
+        lines.append(f"{r['case']:58s} ours {r['ours_s'] * 1e3:9.3f} ms | {r['baseline']:34s} "
+                     f"{r['baseline_s'] * 1e3:9.3f} ms | x{r['ratio']:.2f}{extra}")
+    return "\n".join(lines)

@@ -32,8 +32,14 @@ def cmd_train(args) -> int:
     run = train(args.preset, args.overrides, out=args.out, quiet=args.quiet)
     last = run.metrics[-1] if run.metrics else {}
     result = {"run_dir": str(run.path), "step": last.get("step"), "loss": last.get("loss")}
+    if run.n_members > 1:
+        result.update(members=run.n_members, losses=last.get("losses"), diverged=last.get("diverged", {}))
     if args.json:
         _print_json(result)
+    elif run.n_members > 1:
+        losses = ", ".join("diverged" if x is None else f"{x:.4g}" for x in result["losses"] or [])
+        print(f"trained {run.n_members} models in {run.path} to step {result['step']}; last losses: {losses}\n"
+              f"each member is a run of its own: lab eval {run.path} --member i (i in 0..{run.n_members - 1})")
     else:
         print(f"trained {run.path} to step {result['step']}, last loss {result['loss']:.4g}")
     return 0
@@ -49,8 +55,19 @@ def _evaluate_and_print(run, n_prompts: int, as_json: bool):
     return curve
 
 
-def cmd_eval(args) -> int:
+def _load(args):
+    """The run, or member --member of an ensemble run."""
     run = load_run(args.run)
+    if args.member is not None:
+        return run.member(args.member)
+    if run.n_members > 1:
+        raise ValueError(f"{run.path} is an ensemble of {run.n_members} models; add --member i "
+                         f"(i in 0..{run.n_members - 1})")
+    return run
+
+
+def cmd_eval(args) -> int:
+    run = _load(args)
     curve = _evaluate_and_print(run, args.n_prompts, args.json)
     if args.json:
         _print_json(curve)
@@ -83,27 +100,41 @@ def cmd_runs(args) -> int:
     for run in list_runs():
         st = run.status
         rows.append({"run_dir": str(run.path), "preset": run.config.preset, "status": st.get("status", "?"),
-                     "step": st.get("step"), "steps": run.config.train.steps})
+                     "step": st.get("step"), "steps": run.config.train.steps, "members": run.n_members})
     if args.json:
         _print_json(rows)
     elif not rows:
         print(f"no runs under {runs_root()}")
     else:
         for r in rows:
-            print(f"{r['run_dir']:50s} {r['preset']:16s} {r['status']:12s} {r['step']}/{r['steps']}")
+            members = f"  ({r['members']} models)" if r["members"] > 1 else ""
+            print(f"{r['run_dir']:50s} {r['preset']:16s} {r['status']:12s} {r['step']}/{r['steps']}{members}")
     return 0
 
 
-def cmd_bench(args) -> int:
-    from .bench import bench_train
+def _parse_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--sizes must be ensemble sizes >= 1 separated by commas (e.g. 1,4,16); got {text!r}")
+    return sizes
 
-    result = bench_train(args.preset, steps=args.steps)
+
+def cmd_bench(args) -> int:
+    from . import bench
+
+    if args.kind == "attention":
+        result = bench.bench_attention(reps=args.steps)
+    elif args.kind == "train":
+        result = bench.bench_train(args.preset or "tiny-linreg", sizes=_parse_sizes(args.sizes), steps=args.steps)
+    else:
+        result = bench.bench_model(args.preset or "garg-linreg", steps=args.steps)
     if args.json:
         _print_json(result)
     else:
-        for r in result["rows"]:
-            print(f"{r['case']}\n  ours {r['ours_s'] * 1e3:.1f} ms/step ({1 / r['ours_s']:.2f} steps/s), "
-                  f"{r['baseline']} {r['baseline_s'] * 1e3:.1f} ms/step, ratio {r['ratio']:.2f} on {result['device']}")
+        print(bench.format_rows(result))
     return 0
 
 
@@ -122,7 +153,7 @@ def cmd_reproduce(args) -> int:
 def cmd_probe(args) -> int:
     from probes.inspect import PROBES, probe_run
 
-    res = probe_run(load_run(args.run), args.kind, n_prompts=args.n_prompts)
+    res = probe_run(_load(args), args.kind, n_prompts=args.n_prompts)
     if args.json:
         _print_json(res)
     else:
@@ -146,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--n-prompts", type=int, default=1280)
 
-    p = add("train", cmd_train, "train a preset; an existing --out with the same config resumes")
+    p = add("train", cmd_train, "train a preset (ensemble=E: E models at once); an existing --out resumes")
     p.add_argument("preset", help=f"one of {', '.join(preset_names())}, or a .toml/.json config file")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.steps=500 model.n_layers=2")
     p.add_argument("--out", help="run folder (default: a new folder under $LAB_RUNS or ./runs)")
@@ -154,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("eval", cmd_eval, "ICL curve of a run against the baselines; writes eval/ and figures/")
     p.add_argument("run", help="a run folder")
+    p.add_argument("--member", type=int, help="member i of an ensemble run (its folder RUN/members/i)")
     p.add_argument("--n-prompts", type=int, default=1280)
 
     add("runs", cmd_runs, "list the runs under $LAB_RUNS (default ./runs)")
@@ -167,15 +199,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("probe", cmd_probe, "look inside a trained run: match, readout or probe")
     p.add_argument("run", help="a run folder")
+    p.add_argument("--member", type=int, help="member i of an ensemble run (its folder RUN/members/i)")
     p.add_argument("kind", choices=["match", "readout", "probe"],
                    help="match: best GD/ridge/OLS by SPD; readout: per-layer Newton/GD iterations (Fu); "
                         "probe: R^2 of w_OLS and X^T y per layer (Akyurek)")
     p.add_argument("--n-prompts", type=int, default=1000)
 
-    p = add("bench", cmd_bench, "benchmarks: KIND is train")
-    p.add_argument("kind", choices=["train"])
-    p.add_argument("--preset", default="garg-linreg")
-    p.add_argument("--steps", type=int, default=10)
+    p = add("bench", cmd_bench, "benchmarks, ours vs the obvious alternative in the same process")
+    p.add_argument("kind", choices=["attention", "train", "model"],
+                   help="attention: Triton kernel fwd+bwd vs SDPA (CUDA); train: ensembles of E models vs E solo runs; "
+                        "model: one training step vs torch.nn.TransformerEncoder")
+    p.add_argument("--preset", help="train: tiny-linreg (default); model: garg-linreg (default)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps (train, model) or repetitions (attention)")
+    p.add_argument("--sizes", default="1,4,16,64", help="train: ensemble sizes E")
     return parser
 
 

@@ -58,54 +58,75 @@ def member_losses(model: Transformer, fmt: tasks.formats.Format, inputs, targets
     return ((preds - targets) ** 2 * weights).sum(-1).mean(-1)
 
 
-def member_grad_norms(grads: list[torch.Tensor]) -> torch.Tensor:
-    """The global gradient norm of each member [E] (as torch.nn.utils.clip_grad_norm_ computes it per model)."""
-    return torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+def flatten_parameters(params: list[torch.Tensor]) -> torch.Tensor:
+    """Make every stacked parameter [E, ...] a view into one [E, P] tensor, which is returned: Adam, clipping and
+    the divergence check then run as a few operations on one tensor instead of a few per parameter."""
+    E = params[0].shape[0]
+    flat = torch.cat([p.detach().reshape(E, -1) for p in params], dim=1)
+    offset = 0
+    for p in params:
+        n = p[0].numel()
+        p.data = flat[:, offset:offset + n].view(p.shape)
+        offset += n
+    return flat
+
+
+def flat_grads(grads: list[torch.Tensor]) -> torch.Tensor:
+    """[E, P]: the gradients laid out like `flatten_parameters`' tensor."""
+    return torch.cat([g.reshape(g.shape[0], -1) for g in grads], dim=1)
 
 
 class StackedAdam:
     """Adam (Kingma & Ba 2015, alg. 1) / AdamW (Loshchilov & Hutter 2019) on stacked parameters: the arithmetic
     of torch.optim.Adam per member, with per-member learning rates and step counts, and an update mask so a
-    frozen (diverged) member keeps its weights and state."""
+    frozen (diverged) member keeps its weights and state. The parameters become views of one [E, P] tensor."""
 
     def __init__(self, params, n_models: int, lr: float, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, decoupled: bool = False):
         self.params = list(params)
-        device = self.params[0].device
+        self.flat = flatten_parameters(self.params)  # [E, P]
+        device = self.flat.device
         self.betas, self.eps, self.weight_decay, self.decoupled = betas, eps, weight_decay, decoupled
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg, self.exp_avg_sq = torch.zeros_like(self.flat), torch.zeros_like(self.flat)
         self.steps = torch.zeros(n_models, dtype=torch.float64, device=device)  # per-member Adam step count
         self.lr = torch.full((n_models,), lr, dtype=torch.float64, device=device)
 
     @torch.no_grad()
-    def step(self, grads: list[torch.Tensor], update: torch.Tensor) -> None:
-        """One Adam step for the members where `update` [E] is True."""
+    def step(self, grad: torch.Tensor, update: torch.Tensor) -> None:
+        """One Adam step, grad [E, P] (see flat_grads), for the members where `update` [E] is True."""
         b1, b2 = self.betas
+        p, m, v = self.flat, self.exp_avg, self.exp_avg_sq
         self.steps.add_(update.to(self.steps.dtype))
         steps = self.steps.clamp(min=1)  # a member that never stepped is not updated anyway
-        step_size = self.lr / (1 - b1 ** steps)  # [E] float64, as torch computes it in Python floats
-        bias2_sqrt = (1 - b2 ** steps).sqrt()
-        for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq):
-            shape = (-1,) + (1,) * (p.dim() - 1)
-            keep = update.view(shape)
-            if self.weight_decay and not self.decoupled:
-                g = g + self.weight_decay * p
-            m_new = m.lerp(g, 1 - b1)
-            v_new = v * b2 + (1 - b2) * g * g
-            denom = v_new.sqrt() / bias2_sqrt.to(p.dtype).view(shape) + self.eps
-            p_new = p * (1 - self.lr * self.weight_decay).to(p.dtype).view(shape) if self.decoupled else p
-            p_new = p_new - step_size.to(p.dtype).view(shape) * (m_new / denom)
-            m.copy_(torch.where(keep, m_new, m))
-            v.copy_(torch.where(keep, v_new, v))
-            p.copy_(torch.where(keep, p_new, p))
+        step_size = (self.lr / (1 - b1 ** steps)).to(p.dtype)[:, None]  # as torch computes it, in float64
+        bias2_sqrt = (1 - b2 ** steps).sqrt().to(p.dtype)[:, None]
+        keep = update[:, None]
+        if self.weight_decay and not self.decoupled:
+            grad = grad + self.weight_decay * p
+        m_new = m.lerp(grad, 1 - b1)
+        v_new = v * b2 + (1 - b2) * grad * grad
+        p_new = p * (1 - self.lr * self.weight_decay).to(p.dtype)[:, None] if self.decoupled else p
+        p_new = p_new - step_size * (m_new / (v_new.sqrt() / bias2_sqrt + self.eps))
+        m.copy_(torch.where(keep, m_new, m))
+        v.copy_(torch.where(keep, v_new, v))
+        p.copy_(torch.where(keep, p_new, p))
+
+    def _per_parameter(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        out, offset = [], 0
+        for p in self.params:
+            n = p[0].numel()
+            out.append(flat[:, offset:offset + n].reshape(p.shape))
+            offset += n
+        return out
 
     def state_dict(self) -> dict:
-        return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "steps": self.steps}
+        """Moments per parameter ([E, ...] each, in model.parameters() order) and the step counts."""
+        return {"exp_avg": self._per_parameter(self.exp_avg), "exp_avg_sq": self._per_parameter(self.exp_avg_sq),
+                "steps": self.steps}
 
     def load_state_dict(self, state: dict) -> None:
-        for mine, saved in zip(self.exp_avg + self.exp_avg_sq, state["exp_avg"] + state["exp_avg_sq"]):
-            mine.copy_(saved)
+        self.exp_avg.copy_(flat_grads(state["exp_avg"]))
+        self.exp_avg_sq.copy_(flat_grads(state["exp_avg_sq"]))
         self.steps.copy_(state["steps"])
 
 
@@ -168,16 +189,15 @@ class EnsembleTrainer:
         losses = member_losses(self.model, self.fmt, inputs, targets, weights)  # [E]
         finite = torch.isfinite(losses)
         total = torch.where(self.active & finite, losses, torch.zeros_like(losses)).sum()
-        grads = torch.autograd.grad(total, self.params)
-        norms = member_grad_norms(grads)
+        grad = flat_grads(torch.autograd.grad(total, self.params))  # [E, P]
+        norms = grad.pow(2).sum(1).sqrt()  # each member's global gradient norm, as clip_grad_norm_ computes it
         ok = finite & torch.isfinite(norms)
         self.diverged_at.copy_(torch.where(self.active & ~ok, self._step_t, self.diverged_at))
         self.active.logical_and_(ok)
         clip = self.cfg.train.grad_clip
         if clip:
-            coef = (clip / (norms + 1e-6)).clamp(max=1.0)
-            grads = [g * coef.view((-1,) + (1,) * (g.dim() - 1)) for g in grads]
-        self.opt.step(grads, self.active)
+            grad = grad * (clip / (norms + 1e-6)).clamp(max=1.0)[:, None]
+        self.opt.step(grad, self.active)
         self.losses.copy_(losses.detach())
 
     def step(self, step: int, d_active: int | None, n_points: int) -> None:
@@ -241,5 +261,5 @@ def is_ensemble(cfg: RunConfig) -> bool:
     return cfg.ensemble.size > 1
 
 
-__all__ = ["member_config", "stack_models", "member_state", "member_losses", "member_grad_norms", "StackedAdam",
+__all__ = ["member_config", "stack_models", "member_state", "member_losses", "flatten_parameters", "flat_grads", "StackedAdam",
            "EnsembleTrainer", "is_ensemble"]

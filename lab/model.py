@@ -103,20 +103,18 @@ class Attention(nn.Module):
         k = self.hook_k(self.W_K(x).view(*batch, T, self.H, self.d_head))
         v = self.hook_v(self.W_V(x).view(*batch, T, self.H, self.d_head))
         path = self._path(x)
+        flat = [t.reshape(-1, T, self.H, self.d_head) for t in (q, k, v)]  # [Z, T, H, dh], Z = prod(batch)
+        kp = None if key_padding is None else key_padding.reshape(-1, T)  # [Z, T]
         if path == "triton":
-            flat = (t.reshape(-1, T, self.H, self.d_head) for t in (q, k, v))  # [Z, T, H, dh], Z = prod(batch)
-            kp = None if key_padding is None else key_padding.reshape(-1, T)
-            z = kernels.attention(*flat, kind=self.kind, mask=self.mask, key_padding=kp).view(q.shape)
+            z = kernels.attention(*flat, kind=self.kind, mask=self.mask, key_padding=kp)
         else:
-            allowed = kernels.allowed_keys(self.mask, T, None if key_padding is None else
-                                           key_padding.reshape(-1, T), x.device)
-            if allowed is not None and allowed.dim() == 4:
-                allowed = allowed.view(*batch, 1, *allowed.shape[-2:])  # [*batch, 1, T or 1, T]
-            if path == "sdpa" and (allowed is None or bool(allowed.any(dim=-1).all())):
-                z = F.scaled_dot_product_attention(q.transpose(-3, -2), k.transpose(-3, -2), v.transpose(-3, -2),
-                                                   attn_mask=allowed).transpose(-3, -2)
+            allowed = kernels.allowed_keys(self.mask, T, kp, x.device)  # [T, T], [Z, 1, T or 1, T] or None
+            if path == "sdpa" and self._every_query_has_a_key(allowed, T, kp):
+                z = F.scaled_dot_product_attention(*(t.transpose(1, 2) for t in flat), attn_mask=allowed)
+                z = z.transpose(1, 2)
             else:
-                z = self._materialised(q, k, v, allowed)
+                z = self._materialised(*flat, allowed)
+        z = z.reshape(q.shape)
         z = self.hook_z(z)  # [*batch, T, H, dh]
         return self.W_O(z.reshape(*batch, T, D))
 
@@ -127,8 +125,15 @@ class Attention(nn.Module):
             return "triton"
         return "sdpa" if self.kind == "softmax" else "reference"
 
+    def _every_query_has_a_key(self, allowed, T, key_padding) -> bool:
+        """SDPA returns NaN for a query with no key; the reference path returns zeros. Decided without a device
+        sync unless there is key padding."""
+        if key_padding is None:
+            return self.mask != "context" or T > 1
+        return bool(allowed.any(dim=-1).all())
+
     def _materialised(self, q, k, v, allowed):
-        scores = torch.einsum("...qhd,...khd->...hqk", q, k)  # [*batch, H, T, T]
+        scores = torch.einsum("zqhd,zkhd->zhqk", q, k)  # [Z, H, T, T]
         if self.kind == "softmax":
             scores = scores / math.sqrt(self.d_head)
             if allowed is not None:
@@ -144,7 +149,7 @@ class Attention(nn.Module):
             scores = self.hook_attn_scores(scores)
             pattern = scores
         pattern = self.hook_pattern(pattern)
-        return torch.einsum("...hqk,...khd->...qhd", pattern, v)
+        return torch.einsum("zhqk,zkhd->zqhd", pattern, v)
 
 
 class MLP(nn.Module):

@@ -215,7 +215,7 @@ class TritonAttention(torch.autograd.Function):
         kpm = key_padding if key_padding is not None else torch.empty(1, device=q.device, dtype=torch.bool)
         cfg = _launch_shape(T, dh)
         consts = dict(SOFTMAX=softmax, MASK=MASK_CODES[mask], HAS_KPM=key_padding is not None,
-                      PREC="ieee" if q.dtype == torch.float32 else "tf32", BM=cfg["BM"], BN=cfg["BN"],
+                      PREC="ieee" if q.dtype == torch.float32 else None, BM=cfg["BM"], BN=cfg["BN"],
                       BD=cfg["BD"], num_warps=cfg["num_warps"])
         grid = (Z * H, triton.cdiv(T, cfg["BM"]))
         _fwd_kernel[grid](q, k, v, o, lse, kpm, *_strides(q), *_strides(k), *_strides(v), *_strides(o),

@@ -3,7 +3,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
+from lab import kernels
 from lab.cli import main
 
 SMALL = ["task.d=3", "task.n_points=5", "model.n_layers=1", "model.d_model=16", "train.batch_size=8",
@@ -64,12 +66,56 @@ def test_demo_summary_checks_every_k_at_or_above_d():
 
 
 def test_bench_json_shape(capsys):
-    assert main(["bench", "train", "--preset", "tiny-linreg", "--steps", "1", "--json"]) == 0
+    assert main(["bench", "model", "--preset", "tiny-linreg", "--steps", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["benchmark"] == "train" and result["device"] == "cpu"
+    assert result["benchmark"] == "model" and result["device"] == "cpu"
     (row,) = result["rows"]
     assert row["baseline"] == "torch.nn.TransformerEncoder"
     assert row["ratio"] == row["baseline_s"] / row["ours_s"]
+
+
+def test_bench_train_compares_ensembles_with_solo_runs(capsys):
+    assert main(["bench", "train", "--sizes", "1,3", "--steps", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["case"].split(":")[1].split()[0] for r in result["rows"]] == ["E=1", "E=3"]
+    for row in result["rows"]:
+        assert row["ratio"] == row["baseline_s"] / row["ours_s"] > 0
+        assert row["ours_prompts_per_s"] / row["baseline_prompts_per_s"] == pytest.approx(row["ratio"])
+    assert main(["bench", "train", "--sizes", "0,x"]) == 2
+    assert "--sizes must be ensemble sizes" in capsys.readouterr().err
+
+
+def test_bench_attention_needs_cuda_or_the_interpreter(capsys, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["bench", "attention"]) == 2
+    assert "needs a CUDA device" in capsys.readouterr().err
+
+
+def test_bench_attention_rows_under_the_interpreter():
+    from lab.bench import bench_attention
+
+    if not kernels.triton_available():
+        pytest.skip("triton is not installed")
+    result = bench_attention(shapes=[(4, 9, 8)], dtypes=("float32",), reps=1, warmup=0)
+    baselines = [r["baseline"] for r in result["rows"]]
+    assert baselines[0].startswith("sdpa (") and baselines[1] == "materialised reference"
+
+
+def test_train_ensemble_and_eval_a_member(capsys, tmp_path):
+    out = tmp_path / "ens"
+    assert main(["train", "tiny-linreg", "ensemble=2", "train.steps=3", "train.log_every=1", "--out", str(out),
+                 "--quiet", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["members"] == 2 and len(result["losses"]) == 2
+    assert main(["eval", str(out), "--n-prompts", "64"]) == 2
+    assert "add --member i" in capsys.readouterr().err
+    assert main(["eval", str(out), "--member", "1", "--n-prompts", "64", "--json"]) == 0
+    curve = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (out / "members" / "1" / "eval" / "icl_curve.json").is_file() and len(curve["curves"]["model"]["mean"]) > 1
+    assert main(["eval", str(out), "--member", "5"]) == 2
+    assert "member must be in 0..1" in capsys.readouterr().err
 
 
 def test_reproduce_and_probe_refuse_bad_input(capsys, tmp_path):

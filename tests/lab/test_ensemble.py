@@ -6,7 +6,7 @@ import torch
 
 from lab import load_run, train
 from lab.config import ModelConfig, make_config
-from lab.ensemble import StackedAdam, member_config, member_grad_norms, stack_models
+from lab.ensemble import StackedAdam, flat_grads, member_config, stack_models
 from lab.model import build_model
 
 SMALL = {"train.steps": 20, "train.log_every": 1, "model.d_model": 32, "model.n_layers": 2, "train.batch_size": 16,
@@ -110,7 +110,7 @@ def test_stacked_adam_equals_torch_adam_per_member():
     opt.lr.copy_(torch.tensor([1e-2, 3e-2], dtype=torch.float64))
     updates = [torch.tensor([True, True]), torch.tensor([True, False]), torch.tensor([True, True])]
     for grad, update in zip(grads, updates):
-        opt.step(grad, update)
+        opt.step(flat_grads(grad), update)
     for i, lr in enumerate((1e-2, 3e-2)):
         solo = [p[i].clone().requires_grad_() for p in params]
         ref = torch.optim.AdamW(solo, lr=lr, betas=(0.8, 0.99), weight_decay=0.1)
@@ -123,15 +123,6 @@ def test_stacked_adam_equals_torch_adam_per_member():
             torch.testing.assert_close(a[i], b.detach(), rtol=1e-12, atol=1e-14)
 
 
-def test_member_grad_norms_match_clip_grad_norm():
-    g = torch.Generator().manual_seed(2)
-    grads = [torch.randn(3, 4, 5, generator=g), torch.randn(3, 7, generator=g)]
-    norms = member_grad_norms(grads)
-    for i in range(3):
-        expected = torch.linalg.vector_norm(torch.cat([gr[i].flatten() for gr in grads]))
-        torch.testing.assert_close(norms[i], expected)
-
-
 def test_member_config_and_ensemble_overrides_are_checked():
     cfg = make_config("tiny-linreg", ["ensemble=3", "train.seed=5", "ensemble.lrs=1e-3,2e-3,3e-3"])
     solo = member_config(cfg, 2)
@@ -141,3 +132,39 @@ def test_member_config_and_ensemble_overrides_are_checked():
         make_config("tiny-linreg", ["ensemble=3", "ensemble.lrs=1e-3"])
     with pytest.raises(ConfigError, match="ensemble.size must be an integer >= 1"):
         make_config("tiny-linreg", ["ensemble=0"])
+
+
+def _engine_losses(cfg, device, steps, **attrs):
+    from lab.ensemble import EnsembleTrainer
+
+    engine = EnsembleTrainer(cfg, torch.device(device), cuda_graphs=attrs.pop("cuda_graphs", True))
+    for name, value in attrs.items():
+        setattr(engine, name, value)
+    curve = []
+    for step in range(steps):
+        dims, n_points = cfg.curriculum.at(step)
+        engine.step(step, dims, n_points)
+        curve.append(engine.losses.cpu().clone())
+    return torch.stack(curve), engine
+
+
+def test_length_buckets_pad_prompts_without_changing_the_training():
+    """Causal formats padded to a bucketed length (what CUDA graphs use) train exactly as unpadded prompts:
+    the padding sits after every real token and is left out of the loss. Points curriculum 5 -> 11."""
+    cfg = make_config("tiny-linreg", {**SMALL, "ensemble": 2, "curriculum.points_start": 5,
+                                      "curriculum.points_interval": 4})
+    plain, _ = _engine_losses(cfg, "cpu", 14)
+    padded, engine = _engine_losses(cfg, "cpu", 14, bucketed=True)
+    inputs, _, weights = engine.batch(0, 2, 5)
+    assert inputs.shape[2] == 2 * 8 and weights.sum() == pytest.approx(1.0) and (weights[5:] == 0).all()
+    torch.testing.assert_close(padded, plain, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_cuda_graph_steps_equal_eager_steps_and_capture_once_per_bucket():
+    cfg = make_config("tiny-linreg", {**SMALL, "ensemble": 3, "curriculum.points_start": 5,
+                                      "curriculum.points_interval": 4})
+    eager, _ = _engine_losses(cfg, "cuda", 14, cuda_graphs=False)
+    graphed, engine = _engine_losses(cfg, "cuda", 14)
+    assert engine.use_graphs and engine.graph_captures == 2  # buckets of 8 and 16 points, not 4 lengths
+    torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-6)
