@@ -19,7 +19,8 @@ import tasks
 
 from .config import make_config
 from .model import build_model
-from .trainer import make_engine, make_optimizer, prompt_loss
+from .ensemble import EnsembleTrainer
+from .trainer import SoloEngine, make_optimizer, prompt_loss
 
 # (models x batch x heads, tokens, head dim): the lab's attention shapes (issue 4)
 ATTENTION_SHAPES = [(4096, 41, 32), (2048, 81, 32), (512, 201, 64), (8192, 11, 16)]
@@ -108,9 +109,8 @@ def bench_attention(shapes=ATTENTION_SHAPES, dtypes=("float32", "bfloat16"), rep
     return {"benchmark": "attention", "device": _device_name(dev), "rows": rows}
 
 
-def _time_training(cfg, dev, steps: int, warmup: int) -> float:
-    """Seconds for `steps` training steps (sampling included) after `warmup` untimed ones."""
-    engine = make_engine(cfg, dev)
+def _time_training(engine, cfg, dev, steps: int, warmup: int) -> float:
+    """Seconds for `steps` training steps of an engine (sampling included) after `warmup` untimed ones."""
     engine.model.train()
     n = cfg.task.n_points
     for s in range(warmup):
@@ -125,16 +125,19 @@ def _time_training(cfg, dev, steps: int, warmup: int) -> float:
 
 def bench_train(preset: str = "tiny-linreg", sizes=(1, 4, 16, 64), steps: int = 20, warmup: int = 5,
                 overrides=None, device=None) -> dict:
-    """Training throughput: an ensemble of E models (one stacked computation) vs E solo runs one after another,
-    each for `steps` steps of the preset (sampling, forward, backward, clipping, Adam; no checkpoints)."""
+    """Training throughput: an ensemble of E models (one stacked computation) vs E solo runs one after another
+    (the plain trainer, seeds 0..E-1), each for `steps` steps of the preset (sampling, forward, backward,
+    clipping, Adam; no checkpoints)."""
     dev = _device(device)
     base = make_config(preset, {**(overrides or {}), "train.device": dev.type})
     solo_s = []  # solo run i (seed i) in turn: E solo runs take sum(solo_s[:E])
     for seed in range(max(sizes)):
-        solo_s.append(_time_training(make_config(base, {"train.seed": seed}), dev, steps, warmup))
+        cfg = make_config(base, {"train.seed": seed})
+        solo_s.append(_time_training(SoloEngine(cfg, dev), cfg, dev, steps, warmup))
     rows = []
-    for E in sizes:
-        ens_s = _time_training(make_config(base, {"ensemble.size": E}), dev, steps, warmup)
+    for E in sizes:  # E = 1 too: one model through the stacked path (on CUDA: one graph per step)
+        cfg = make_config(base, {"ensemble.size": E})
+        ens_s = _time_training(EnsembleTrainer(cfg, dev), cfg, dev, steps, warmup)
         solo_total = sum(solo_s[:E])
         prompts = E * base.train.batch_size * steps
         mc = base.model
