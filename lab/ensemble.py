@@ -201,7 +201,10 @@ class EnsembleTrainer:
         self.losses.copy_(losses.detach())
 
     def step(self, step: int, d_active: int | None, n_points: int) -> None:
-        self.opt.lr.copy_(torch.tensor([lr_at(m.train, step) for m in self.members], dtype=torch.float64))
+        lrs = torch.tensor([lr_at(m.train, step) for m in self.members], dtype=torch.float64)
+        # from pinned memory, so the host does not wait for the previous step: it prepares the next batch while
+        # the GPU runs this one
+        self.opt.lr.copy_(lrs.pin_memory() if self.use_graphs else lrs, non_blocking=True)
         self._step_t.fill_(step)
         inputs, targets, weights = self.batch(step, d_active, n_points)
         if not self.use_graphs:
