@@ -1,6 +1,7 @@
 # Two entry points for a fresh clone: `make demo` and `make test`. Both set up .venv first if needed.
 # The venv sees the system's site-packages so an already-installed torch (a GPU machine's) is kept;
-# only where no torch is importable is the CPU wheel installed.
+# only where no torch is importable is the CPU wheel installed. On a CUDA machine, scripts/gpu_check.sh runs the
+# kernel tests on the GPU and both benchmarks.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

@@ -129,7 +129,7 @@ def bench_train(preset: str = "tiny-linreg", sizes=(1, 4, 16, 64), steps: int = 
     (the plain trainer, seeds 0..E-1), each for `steps` steps of the preset (sampling, forward, backward,
     clipping, Adam; no checkpoints)."""
     dev = _device(device)
-    base = make_config(preset, {**(overrides or {}), "train.device": dev.type})
+    base = make_config(make_config(preset, overrides), {"train.device": dev.type})
     solo_s = []  # solo run i (seed i) in turn: E solo runs take sum(solo_s[:E])
     for seed in range(max(sizes)):
         cfg = make_config(base, {"train.seed": seed})
