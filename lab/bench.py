@@ -58,26 +58,10 @@ def _sdpa_backends():
             "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}
 
 
-def _captured(fn):
-    """fn captured in a CUDA graph (after two warm-up calls on a side stream); returns the graph's replay."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph.replay
-
-
 def bench_attention(shapes=ATTENTION_SHAPES, dtypes=("float32", "bfloat16"), reps: int = 20, warmup: int = 3,
-                    graphed: bool = False, device=None) -> dict:
-    """Causal softmax attention, forward + backward (gradients of q, k, v), per (rows, T, dh) shape and dtype:
-    ours vs SDPA's fastest backend (each backend tried; one that refuses the case is skipped) and vs the
-    materialised reference. graphed: every contender captured in a CUDA graph and timed by replay, as inside a
-    graphed training step (no launch overhead on either side)."""
+                    device=None) -> dict:
+    """Causal softmax attention, forward + backward, per (rows, T, dh) shape and dtype: ours vs SDPA's fastest
+    backend (each backend tried; one that refuses the case is skipped) and vs the materialised reference."""
     from torch.nn.attention import sdpa_kernel
 
     from . import kernels
@@ -86,12 +70,6 @@ def bench_attention(shapes=ATTENTION_SHAPES, dtypes=("float32", "bfloat16"), rep
     if not kernels.triton_usable(torch.empty(0, device=dev)):
         raise ValueError("lab bench attention times the Triton kernel, which needs a CUDA device (this machine has "
                          "none; set TRITON_INTERPRET=1 to run it, slowly, on the CPU)")
-    if graphed and dev.type != "cuda":
-        raise ValueError("lab bench attention --graphed needs a CUDA device")
-
-    def timed(fn) -> float:
-        return _time(_captured(fn) if graphed else fn, dev, reps, warmup)
-
     rows = []
     for N, T, dh in shapes:
         for dtype_name in dtypes:
@@ -102,32 +80,30 @@ def bench_attention(shapes=ATTENTION_SHAPES, dtypes=("float32", "bfloat16"), rep
             bhtd = [t.transpose(1, 2) for t in (q, k, v)]  # [N, 1, T, dh]: SDPA's layout, same memory
 
             def ours():
-                torch.autograd.grad(kernels.attention(q, k, v, kind="softmax", mask="causal"), (q, k, v), grad)
+                kernels.attention(q, k, v, kind="softmax", mask="causal").backward(grad)
 
             def sdpa():
-                torch.autograd.grad(F.scaled_dot_product_attention(*bhtd, is_causal=True).transpose(1, 2),
-                                    (q, k, v), grad)
+                F.scaled_dot_product_attention(*bhtd, is_causal=True).transpose(1, 2).backward(grad)
 
             def reference():
                 s = (bhtd[0] @ bhtd[1].transpose(-1, -2)) * dh ** -0.5
                 s = s.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=dev).tril(), float("-inf"))
-                out = (torch.softmax(s.float(), -1).to(dtype) @ bhtd[2]).transpose(1, 2)
-                torch.autograd.grad(out, (q, k, v), grad)
+                (torch.softmax(s.float(), -1).to(dtype) @ bhtd[2]).transpose(1, 2).backward(grad)
 
-            ours_s = timed(ours)
+            ours_s = _time(ours, dev, reps, warmup)
             timings = {}
             for name, backend in _sdpa_backends().items():
                 try:
                     with sdpa_kernel([backend]):
-                        timings[name] = timed(sdpa)
+                        timings[name] = _time(sdpa, dev, reps, warmup)
                 except RuntimeError:
-                    continue  # this backend does not take this case (or cannot be captured)
-            case = f"N={N} T={T} dh={dh} causal softmax {dtype_name}{' (CUDA graph)' if graphed else ''}"
+                    continue  # this backend does not take this case
+            case = f"N={N} T={T} dh={dh} causal softmax {dtype_name}"
             if timings:
                 best = min(timings, key=timings.get)
                 rows.append({"case": case, "ours_s": ours_s, "baseline": f"sdpa ({best}, fastest of "
                              f"{'/'.join(timings)})", "baseline_s": timings[best], "ratio": timings[best] / ours_s})
-            ref_s = timed(reference)
+            ref_s = _time(reference, dev, reps, warmup)
             rows.append({"case": case, "ours_s": ours_s, "baseline": "materialised reference", "baseline_s": ref_s,
                          "ratio": ref_s / ours_s})
     return {"benchmark": "attention", "device": _device_name(dev), "rows": rows}

@@ -126,7 +126,7 @@ def cmd_bench(args) -> int:
     from . import bench
 
     if args.kind == "attention":
-        result = bench.bench_attention(reps=args.steps, graphed=args.graphed)
+        result = bench.bench_attention(reps=args.steps)
     elif args.kind == "train":
         result = bench.bench_train(args.preset or "tiny-linreg", sizes=_parse_sizes(args.sizes), steps=args.steps,
                                    overrides=args.overrides)
@@ -213,7 +213,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="train: tiny-linreg (default); model: garg-linreg (default)")
     p.add_argument("--steps", type=int, default=20, help="timed steps (train, model) or repetitions (attention)")
     p.add_argument("--sizes", default="1,4,16,64", help="train: ensemble sizes E")
-    p.add_argument("--graphed", action="store_true", help="attention: time both sides captured in CUDA graphs")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="train: config overrides, e.g. model.d_model=32")
     return parser
 

@@ -23,9 +23,6 @@ echo "   ($(( $(date +%s) - start )) s)"
 echo "== lab bench attention"
 timeout 150 $PY -m lab.cli bench attention --json > "$out/attention.json" 2> "$out/attention.err" \
     || tail -n 20 "$out/attention.err"
-echo "== lab bench attention --graphed"
-timeout 120 $PY -m lab.cli bench attention --graphed --json > "$out/attention_graphed.json" \
-    2> "$out/attention_graphed.err" || tail -n 20 "$out/attention_graphed.err"
 echo "== lab bench train"
 timeout 180 $PY -m lab.cli bench train --sizes 1,4,16,64 --steps 30 --json > "$out/train.json" 2> "$out/train.err" \
     || tail -n 20 "$out/train.err"
@@ -36,7 +33,7 @@ import json, pathlib, sys
 from lab.bench import format_rows
 out, rc = pathlib.Path(sys.argv[1]), int(sys.argv[2])
 print(f"GPU tests: {'passed' if rc == 0 else 'FAILED (see tests.log)'}")
-for name in ("attention", "attention_graphed", "train"):
+for name in ("attention", "train"):
     lines = (out / f"{name}.json").read_text().strip().splitlines() if (out / f"{name}.json").exists() else []
     print(format_rows(json.loads(lines[-1])) if lines else f"{name}: no result (see {name}.err)")
 PY
