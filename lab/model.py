@@ -189,7 +189,8 @@ class Transformer(HookedModule):
 
     Output: [B, T] for a scalar read-out, [B, T, n_classes] for a class read-out. With `tied`, every block
     shares the first block's weights (one block applied n_layers times) but keeps its own hook names.
-    With n_models = E every shape above gains a leading E.
+    With n_models = E every shape above gains a leading E (the attention score and pattern hooks see the models
+    and prompts flattened together: [E * B, H, T, T]).
     """
 
     def __init__(self, cfg: ModelConfig, n_models: int = 0):

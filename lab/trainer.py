@@ -15,10 +15,10 @@ import tasks
 
 from .config import ConfigError, RunConfig, TrainConfig, make_config
 from .ensemble import EnsembleTrainer, is_ensemble
-from .schedule import data_seed, lr_at
 from .model import Transformer, build_model
 from .runs import (CHECKPOINT, CONFIG, METRICS, STATUS, Run, atomic_torch_save, atomic_write_bytes,
                    atomic_write_json, new_run_dir, read_metrics, safe_torch_load)
+from .schedule import data_seed, lr_at
 
 
 class TrainingDiverged(RuntimeError):
@@ -114,7 +114,8 @@ class SoloEngine:
     def log_fields(self) -> dict:
         return {"loss": self.loss}
 
-    def check_weights(self) -> None:
+    def check_healthy(self) -> None:
+        """Raise Diverged if training cannot go on (checked before every checkpoint)."""
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             raise Diverged("the weights became NaN or inf")
 
@@ -146,8 +147,10 @@ class EnsembleEngine(EnsembleTrainer):
         return {"loss": sum(alive) / len(alive), "losses": [x if a else None for x, a in zip(losses, active)],
                 "diverged": diverged}
 
-    def check_weights(self) -> None:
-        self.log_fields()
+    def check_healthy(self) -> None:
+        """Raise Diverged when no member is left (a diverged member is frozen at its last finite weights)."""
+        if not bool(self.active.any()):
+            raise Diverged("every member of the ensemble diverged")
 
     def state_dict(self) -> dict:
         return {"ensemble": self.E, **super().state_dict()}
@@ -179,11 +182,11 @@ def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) 
               else f"resuming {out} from step {start}")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / CONFIG, cfg.to_dict())
-    prompts_per_step = tc.batch_size * cfg.ensemble.size
+    prompts_per_step, d = tc.batch_size * cfg.ensemble.size, cfg.task.build().d
 
     def save(step: int):
         try:
-            engine.check_weights()
+            engine.check_healthy()
         except Diverged as e:
             fail(step, str(e))
         atomic_torch_save(out / CHECKPOINT, {"step": step, **engine.state_dict()})
@@ -217,7 +220,7 @@ def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) 
                     now = time.perf_counter()
                     steps_per_s = (step - step_window) / max(now - t_window, 1e-9)
                     row = {"step": step, **fields, "lr": lr_at(tc, step - 1), "n_points": n_points,
-                           "d_active": dims or cfg.task.build().d, "steps_per_s": steps_per_s,
+                           "d_active": dims or d, "steps_per_s": steps_per_s,
                            "prompts_per_s": steps_per_s * prompts_per_step}
                     metrics_file.write(json.dumps(row) + "\n")
                     metrics_file.flush()

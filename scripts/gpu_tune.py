@@ -1,9 +1,9 @@
 """Where the GPU time goes (CUDA only): data for tuning the attention kernels and the ensemble step.
 
 1. Forward and backward of the Triton kernel and of SDPA's fastest backend, separately, per bench shape (bf16).
-2. Both fwd+bwd captured in a CUDA graph (no launch overhead: how they compare inside a graphed training step).
+2. One E = 64 ensemble step of tiny-linreg split into host-side batch preparation and the graph replay, and the
+   step's kernels by GPU time.
 3. A sweep of num_warps x num_stages for the kernel at each shape (bf16, fwd+bwd).
-4. One E = 64 ensemble step of tiny-linreg split into host-side batch preparation and the graph replay.
 Usage: python3 scripts/gpu_tune.py   (prints a report; nothing is written)
 """
 from __future__ import annotations
@@ -35,20 +35,6 @@ def cuda_time(fn, reps=20, warmup=3) -> float:
     return start.elapsed_time(end) / reps
 
 
-def graphed(fn):
-    """fn captured in a CUDA graph (after a warm-up on a side stream); returns the replay."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph.replay
-
-
 def attention_cases(dtype=torch.bfloat16):
     for N, T, dh in ATTENTION_SHAPES:
         g = torch.Generator().manual_seed(0)
@@ -75,22 +61,18 @@ def fastest_sdpa(q, k, v, grad):
     return best, bhtd
 
 
-def split_and_graphed():
-    print("== fwd / bwd / graphed fwd+bwd, bf16, ms (ours | sdpa best)")
+def split():
+    print("== fwd / bwd, bf16, ms (ours | sdpa best)")
     for shape, q, k, v, grad in attention_cases():
         (name, _, backend), bhtd = fastest_sdpa(q, k, v, grad)
         with sdpa_kernel([backend]):
             s_fwd = cuda_time(lambda: F.scaled_dot_product_attention(*bhtd, is_causal=True))
             s_out = F.scaled_dot_product_attention(*bhtd, is_causal=True)
             s_bwd = cuda_time(lambda: torch.autograd.grad(s_out, bhtd, grad.transpose(1, 2), retain_graph=True))
-            s_graph = cuda_time(graphed(lambda: F.scaled_dot_product_attention(*bhtd, is_causal=True)
-                                        .transpose(1, 2).backward(grad)))
         o_fwd = cuda_time(lambda: kernels.attention(q, k, v))
         o_out = kernels.attention(q, k, v)
         o_bwd = cuda_time(lambda: torch.autograd.grad(o_out, (q, k, v), grad, retain_graph=True))
-        o_graph = cuda_time(graphed(lambda: kernels.attention(q, k, v).backward(grad)))
-        print(f"{str(shape):18s} fwd {o_fwd:.3f} | {s_fwd:.3f}   bwd {o_bwd:.3f} | {s_bwd:.3f}   "
-              f"graphed {o_graph:.3f} | {s_graph:.3f} (x{s_graph / o_graph:.2f})   sdpa={name}")
+        print(f"{str(shape):18s} fwd {o_fwd:.3f} | {s_fwd:.3f}   bwd {o_bwd:.3f} | {s_bwd:.3f}   sdpa={name}")
 
 
 def sweep(budget_s=100):
@@ -144,7 +126,7 @@ def ensemble_breakdown(E=64):
 
 if __name__ == "__main__":
     print(torch.cuda.get_device_name())
-    for part in (split_and_graphed, ensemble_breakdown, sweep):
+    for part in (split, ensemble_breakdown, sweep):
         try:
             part()
         except Exception as e:  # report and go on: each part is independent
