@@ -201,9 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("probe", cmd_probe, "look inside a trained run: match, readout or probe")
     p.add_argument("run", help="a run folder")
     p.add_argument("--member", type=int, help="member i of an ensemble run (its folder RUN/members/i)")
-    p.add_argument("kind", choices=["match", "readout", "probe"],
+    p.add_argument("kind", choices=["match", "readout", "probe", "construction"],
                    help="match: best GD/ridge/OLS by SPD; readout: per-layer Newton/GD iterations (Fu); "
-                        "probe: R^2 of w_OLS and X^T y per layer (Akyurek)")
+                        "probe: R^2 of w_OLS and X^T y per layer (Akyurek); construction: LSA weights vs the "
+                        "GD construction (von Oswald)")
     p.add_argument("--n-prompts", type=int, default=1000)
 
     p = add("bench", cmd_bench, "benchmarks, ours vs the obvious alternative in the same process")

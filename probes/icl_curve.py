@@ -4,6 +4,8 @@ on the same prompts.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -37,23 +39,39 @@ def bootstrap_curve(errors: torch.Tensor, n_boot: int = 1000, level: float = 0.9
     return {"mean": e.mean(0).tolist(), "lo": lo.tolist(), "hi": hi.tolist()}
 
 
-def curve_for_predictions(task, prompts: tasks.Prompts, predictions: dict, n_boot: int = 1000) -> dict:
-    """The eval JSON object (DESIGN.md) for named predictions [B, n] on `prompts`."""
-    scale = task.y_variance()
+def curve_for_predictions(task, prompts: tasks.Prompts, predictions: dict, n_boot: int = 1000,
+                          d_active: int | None = None) -> dict:
+    """The eval JSON object (DESIGN.md) for named predictions [B, n] on `prompts` (drawn with `d_active`)."""
+    scale = task.y_variance(d_active) if d_active else task.y_variance()
     curves = {name: bootstrap_curve((preds.double() - prompts.ys.double()) ** 2 / scale, n_boot)
               for name, preds in predictions.items()}
     return {"task": getattr(task, "name", type(task).__name__), "d": task.d, "k": list(range(prompts.n_points)),
             "metric": "squared error / E[y^2] (zero predictor = 1)", "curves": curves}
 
 
-def icl_curve(run, n_prompts: int = 1280, seed: int = EVAL_SEED, n_boot: int = 1000) -> dict:
-    """Model and baselines on the same `n_prompts` fresh prompts of the run's task at full dimension."""
-    task = run.task
-    p = task.sample(n_prompts, run.config.task.n_points, seed=seed, dtype=torch.float64)
+def shifted_task(task, **changes):
+    """The run's task with some of its arguments changed (Garg's out-of-distribution prompts: noise_std, x_scale,
+    w_std, x_cov); an unknown or invalid argument raises ValueError naming it."""
+    fields = {f.name for f in dataclasses.fields(task)}
+    unknown = sorted(set(changes) - fields)
+    if unknown:
+        raise ValueError(f"unknown task argument {unknown[0]!r}; arguments: {', '.join(sorted(fields))}")
+    return dataclasses.replace(task, **changes)
+
+
+def icl_curve(run, n_prompts: int = 1280, seed: int = EVAL_SEED, n_boot: int = 1000, task=None,
+              d_active: int | None = None) -> dict:
+    """Model and baselines on the same `n_prompts` fresh prompts of the run's task (or `task`, e.g. a
+    `shifted_task`), at full dimension or with only the first `d_active` coordinates of x."""
+    task = task or run.task
+    p = task.sample(n_prompts, run.config.task.n_points, seed=seed, d_active=d_active, dtype=torch.float64)
     predictions = {"model": run.predict(p)}
     for label, (name, kw) in baselines_for(task).items():
         predictions[label] = solve(name, p, **kw)
-    return curve_for_predictions(task, p, predictions, n_boot)
+    curve = curve_for_predictions(task, p, predictions, n_boot, d_active)
+    if d_active:
+        curve["d"] = d_active
+    return curve
 
 
 def plot_curve(curve: dict) -> bytes:

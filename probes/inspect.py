@@ -4,6 +4,7 @@ match:   which of GD (one step, line-searched lr), ridge (lambda grid) and OLS i
          by SPD (Akyurek et al.).
 readout: per-layer linear read-outs matched to Newton iterations and to GD steps by SimE (Fu et al.).
 probe:   R^2 per layer of linear and MLP probes for w_OLS and X^T y, beside an untrained control (Akyurek).
+construction: a linear self-attention run's W_KQ and W_PV beside the one-GD-step construction (von Oswald).
 """
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from lab.model import build_model
 from lab.runs import atomic_write_json
 
 from . import readout
+from .constructions import gd_layer_weights, kq_pv, kq_pv_products
 from .figures import layer_iteration_heatmaps
-from .match import match
+from .match import line_search_lr, match
 from .metrics import sime, spd
 from .solvers import path, solve
 
@@ -83,6 +85,38 @@ def layer_probes(run, n_train: int = 1000, n_test: int = 500, mlp_steps: int = 5
     return out
 
 
+def construction_match(run, n_prompts: int = 2000, seed: int = EVAL_SEED) -> dict:
+    """von Oswald et al. Prop. 1: each layer's W_KQ = W_K^T W_Q and W_PV = W_O W_V beside the one-GD-step
+    construction at the line-searched learning rate (cosine, and the scale that best maps one onto the other);
+    writes RUN/figures/kq_pv.png for layer 0."""
+    from .experiments.lsa import cosine, line_search_grid, products_figure, projection_scale
+
+    cfg = run.config.model
+    if not (cfg.input == "identity" and cfg.attn == "linear" and run.format.name == "stacked"):
+        raise ValueError(f"probe construction compares linear self-attention on stacked tokens with von Oswald's "
+                         f"GD construction; {run.path} is not such a model (one is: lab train vo-lsa-1layer)")
+    d, n_context = run.task.d, run.config.task.n_points - 1
+    p = run.task.sample(n_prompts, n_context + 1, seed=seed, dtype=torch.float64)
+    eta = float(line_search_lr(p, 1, line_search_grid()))
+    kq_ref, pv_ref = kq_pv(**gd_layer_weights(d, n_context, eta))
+    layers = []
+    for layer in range(cfg.n_layers):
+        kq, pv = kq_pv_products(run.model, layer)
+        layers.append({"kq_cosine": cosine(kq, kq_ref), "pv_cosine": cosine(pv, pv_ref),
+                       "kq_scale": projection_scale(kq, kq_ref), "pv_scale": projection_scale(pv, pv_ref)})
+    products_figure(*kq_pv_products(run.model, 0), kq_ref, pv_ref, run.path / "figures" / "kq_pv.png",
+                    "one GD step")
+    return {"kind": "construction", "run": str(run.path), "gd_lr": eta, "layers": layers}
+
+
+def _format_construction(res: dict) -> str:
+    lines = [f"one-GD-step construction at the line-searched lr {res['gd_lr']:.3f}:"]
+    for l, r in enumerate(res["layers"]):
+        lines.append(f"  layer {l}: cosine W_KQ {r['kq_cosine']:.4f}, W_PV {r['pv_cosine']:.4f} "
+                     f"(scales {r['kq_scale']:.3g}, {r['pv_scale']:.3g})")
+    return "\n".join(lines)
+
+
 def _format_match(res: dict) -> str:
     lines = [f"SPD / d to the best setting of each algorithm (averaged over k >= 1), d = {res['d']}:"]
     for name, f in res["families"].items():
@@ -117,14 +151,15 @@ class Probe:
 
 PROBES = {"match": Probe(lambda run, n: match_algorithms(run, n_prompts=n), _format_match),
           "readout": Probe(lambda run, n: layer_iterations(run, n_test=n), _format_readout),
-          "probe": Probe(lambda run, n: layer_probes(run, n_test=n), _format_probe)}
+          "probe": Probe(lambda run, n: layer_probes(run, n_test=n), _format_probe),
+          "construction": Probe(lambda run, n: construction_match(run, n_prompts=n), _format_construction)}
 
 
 def probe_run(run, kind: str, n_prompts: int = 1000) -> dict:
     """Run analysis `kind` on a run; writes RUN/eval/KIND.json (and RUN/figures/readout.png for readout)."""
     if kind not in PROBES:
         raise ValueError(f"unknown probe {kind!r}; choose one of: {', '.join(PROBES)}")
-    if kind != "match" and run.format.name == "stacked":
+    if kind in ("readout", "probe") and run.format.name == "stacked":
         raise ValueError(f"probe {kind} reads every prefix's state; run {run.path} uses the stacked format, which "
                          "predicts only its last point (use match, or a run with an interleaved/disjoint/paired format)")
     res = PROBES[kind].run(run, n_prompts)

@@ -40,6 +40,7 @@ class LinearRegression:
     Non-isotropic spectra are scaled to trace d, in a random eigenbasis fixed by `basis_seed`.
     x_dist "uniform" draws x ~ U(-x_range, x_range)^d (von Oswald's code uses x_range = 0.5).
     sparsity s > 0 keeps s random coordinates of w per prompt (Garg's sparse variant).
+    x_scale multiplies every x (Garg's out-of-distribution "scaled x" prompts; 1 in training).
     """
 
     d: int = 20
@@ -51,6 +52,7 @@ class LinearRegression:
     sparsity: int = 0
     noise_std: float = 0.0
     basis_seed: int = 0
+    x_scale: float = 1.0
 
     def __post_init__(self):
         check_choices(self)
@@ -59,6 +61,7 @@ class LinearRegression:
         check(self.x_range > 0, "x_range", "> 0", self.x_range)
         check(self.w_std > 0, "w_std", "> 0", self.w_std)
         check(self.noise_std >= 0, "noise_std", ">= 0", self.noise_std)
+        check(self.x_scale > 0, "x_scale", "> 0", self.x_scale)
         check(0 <= self.sparsity <= self.d, "sparsity", f"between 0 (dense) and d = {self.d}", self.sparsity)
         check(self.x_dist == "gaussian" or self.x_cov == "isotropic", "x_cov",
               "isotropic when x_dist is uniform", self.x_cov)
@@ -90,10 +93,12 @@ class LinearRegression:
         u = random_orthogonal(self.d, self.basis_seed)
         return u * self.covariance_eigenvalues().sqrt()  # U diag(sqrt(lambda))
 
-    def y_variance(self) -> float:
-        """E[y^2]: the zero predictor's squared error, used to normalise errors (Garg: d)."""
+    def y_variance(self, d_active: int | None = None) -> float:
+        """E[y^2]: the zero predictor's squared error, used to normalise errors (Garg: d). With d_active, x keeps
+        only its first d_active coordinates (as `sample` draws it): E||x||^2 is then that block's trace."""
         w_frac = self.sparsity / self.d if self.sparsity else 1.0
-        return float(self.w_std**2 * w_frac * self.covariance_eigenvalues().sum() + self.noise_std**2)
+        x_power = self.covariance().diagonal()[: d_active or self.d].sum() * self.x_scale**2
+        return float(self.w_std**2 * w_frac * x_power + self.noise_std**2)
 
     def sample(self, batch: int, n_points: int, seed: int | None = None, generator: torch.Generator | None = None,
                d_active: int | None = None, device=None, dtype=torch.float32) -> Prompts:
@@ -110,6 +115,8 @@ class LinearRegression:
             xs = torch.randn(B, n, d, generator=g, dtype=torch.float64)
             if self._x_sqrt_cov is not None:
                 xs = xs @ self._x_sqrt_cov.T
+        if self.x_scale != 1.0:
+            xs = xs * self.x_scale
         if d_active is not None:
             check(1 <= d_active <= d, "d_active", f"between 1 and d = {d}", d_active)
             xs[..., d_active:] = 0

@@ -78,3 +78,17 @@ def test_unknown_task_and_argument_list_the_choices():
         tasks.get("no_such_task")
     with pytest.raises(ValueError, match="allowed: d, "):
         tasks.get("linear_regression", dim=3)
+
+
+@pytest.mark.parametrize("x_cov", ["isotropic", "skewed"])
+def test_scaled_x_and_active_dims_match_the_y_variance(x_cov):
+    """Garg's shifted prompts: x scaled by 2, only the first 3 of 6 coordinates active."""
+    task = tasks.get("linear_regression", d=6, x_cov=x_cov, x_scale=2.0, noise_std=0.3)
+    base = tasks.get("linear_regression", d=6, x_cov=x_cov)
+    p, q = task.sample(6000, 8, seed=3, d_active=3), base.sample(6000, 8, seed=3, d_active=3)
+    torch.testing.assert_close(p.xs, 2.0 * q.xs)
+    assert (p.xs[..., 3:] == 0).all()
+    assert (p.ys.double() ** 2).mean().item() == pytest.approx(task.y_variance(d_active=3), rel=0.05)
+    assert task.y_variance(d_active=3) < task.y_variance()
+    with pytest.raises(ValueError, match="x_scale"):
+        tasks.get("linear_regression", x_scale=0.0)
