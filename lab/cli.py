@@ -162,6 +162,21 @@ def cmd_probe(args) -> int:
     return 0
 
 
+def cmd_dashboard(args) -> int:
+    """Start the Streamlit dashboard on localhost (headless; the file watcher off: it trips over torch)."""
+    import subprocess
+    from pathlib import Path
+
+    import app
+
+    main_py = Path(app.__file__).parent / "main.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(main_py), "--server.headless", "true",
+           "--server.fileWatcherType", "none", "--server.address", args.address, "--server.port", str(args.port),
+           "--browser.gatherUsageStats", "false"]
+    print(f"the lab's dashboard: http://{args.address}:{args.port}  (runs from {runs_root()}; Ctrl-C stops it)")
+    return subprocess.call(cmd)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lab", description="Train small transformers on in-context tasks and "
                                      "compare them with the algorithms they might be running.")
@@ -206,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "probe: R^2 of w_OLS and X^T y per layer (Akyurek); construction: LSA weights vs the "
                         "GD construction (von Oswald)")
     p.add_argument("--n-prompts", type=int, default=1000)
+
+    p = add("dashboard", cmd_dashboard, "start the Streamlit dashboard on localhost (reads $LAB_RUNS)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default="localhost")
 
     p = add("bench", cmd_bench, "benchmarks, ours vs the obvious alternative in the same process")
     p.add_argument("kind", choices=["attention", "train", "model"],

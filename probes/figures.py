@@ -48,3 +48,32 @@ def layer_iteration_heatmaps(r: dict, path, title: str):
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def spd_figure(res: dict):
+    """`lab probe RUN match`: SPD to the best GD, ridge and OLS against the number of examples k."""
+    fig, ax = pyplot().subplots(figsize=(6, 3.6))
+    for name, f in res["families"].items():
+        curve = f["spd_curve"]
+        ax.plot(range(len(curve)), curve, lw=2.5 if name == res["best_family"] else 1.3,
+                label=f"{name} {f['best']}" if f["best"] else name)
+    ax.set(xlabel="in-context examples k", ylabel="SPD / d", yscale="log",
+           title=f"closest algorithm: {res['best_family']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def probe_figure(res: dict):
+    """`lab probe RUN probe`: R^2 by layer of the w_OLS and X^T y probes, trained model vs untrained control."""
+    fig, axes = pyplot().subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    for ax, target in zip(axes, ("w_ols", "xty")):
+        for kind, style in (("linear", "-"), ("mlp", "--")):
+            for which, color in (("trained", "C0"), ("control", "C7")):
+                values = res[target][which][kind]
+                ax.plot(range(len(values)), values, style, color=color, label=f"{which}, {kind} probe")
+        ax.set(xlabel="layer (0 = embedding)", title=f"probe for {target}", ylim=(-0.1, 1.05))
+    axes[0].set_ylabel("R^2 on held-out prompts")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,132 @@
+"""What every page shares: the run store, the selected run (cached by checkpoint), messages instead of tracebacks,
+and images. Holds no science: numbers and figures come from lab and probes."""
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import streamlit as st
+
+import lab
+from lab.runs import CHECKPOINT, CONFIG, METRICS, STATUS, read_metrics, runs_root
+
+
+def scan_runs() -> tuple[list[lab.Run], list[tuple[Path, str]]]:
+    """The readable runs under $LAB_RUNS, and (folder, problem) for folders with a config that cannot be read."""
+    root, runs, problems = runs_root(), [], []
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        if not (path / CONFIG).is_file():
+            continue
+        try:
+            runs.append(lab.Run(path))
+        except Exception as e:  # a bad config must not take the page down
+            problems.append((path, f"unreadable config.json ({type(e).__name__}: {e})"))
+    return runs, problems
+
+
+def run_summary(run: lab.Run) -> dict:
+    """One table row: what the Runs page lists."""
+    cfg, rows = run.config, read_metrics(run.path / METRICS)
+    status = run.status
+    last = rows[-1] if rows else {}
+    updated = max((run.path / f).stat().st_mtime for f in (CONFIG, METRICS, STATUS) if (run.path / f).exists())
+    return {"run": run.path.name, "preset": cfg.preset, "task": f"{cfg.task.name} d={run.task.d}",
+            "format": cfg.task.format, "model": f"{cfg.model.n_layers}L x {cfg.model.d_model}, {cfg.model.n_heads}h",
+            "members": cfg.ensemble.size, "status": status.get("status", "?"),
+            "step": f"{status.get('step', last.get('step', 0))}/{cfg.train.steps}",
+            "final loss": last.get("loss"), "updated": time.strftime("%Y-%m-%d %H:%M", time.localtime(updated))}
+
+
+def checkpoint_stamp(path: Path) -> float:
+    """The checkpoint's modification time (0 if none): part of every cache key, so a new checkpoint reloads."""
+    ckpt = Path(path) / CHECKPOINT
+    return ckpt.stat().st_mtime if ckpt.is_file() else 0.0
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _load(path: str, member: int | None, stamp: float) -> lab.Run:
+    run = lab.load_run(path)
+    if member is not None:
+        run = run.member(member)
+    run.model  # load now, inside the cache: the model is what is expensive
+    return run
+
+
+def sidebar() -> None:
+    """The run picker every page starts with: the selected run (and ensemble member) live in session state."""
+    with st.sidebar:
+        runs, problems = scan_runs()
+        names = [r.path.name for r in runs]
+        if names:
+            current = st.session_state.get("run_path")
+            index = names.index(current.name) if current is not None and current.name in names else len(names) - 1
+            choice = st.selectbox("Run", names, index=index, key="run_picker")
+            chosen = runs[names.index(choice)]
+            st.session_state["run_path"] = chosen.path
+            if chosen.n_members > 1:
+                st.session_state["member"] = st.number_input(f"Member (of {chosen.n_members})", 0,
+                                                             chosen.n_members - 1, 0, key="member_picker")
+            else:
+                st.session_state["member"] = None
+        else:
+            st.session_state["run_path"] = st.session_state["member"] = None
+            st.caption(f"No runs under {runs_root()} yet.")
+        for path, problem in problems:
+            st.caption(f"Skipped {path.name}: {problem}")
+
+
+def selected_path() -> Path | None:
+    return st.session_state.get("run_path")
+
+
+def selected_run(need_model: bool = True) -> lab.Run | None:
+    """The run picked in the sidebar (the member, for an ensemble), or None after showing why there is none."""
+    path = selected_path()
+    if path is None:
+        st.info("No run selected. Train one on the Runs page, or from a terminal: `lab train tiny-linreg`.")
+        return None
+    member = st.session_state.get("member")
+    try:
+        if not need_model:
+            run = lab.load_run(path)
+            return run.member(member) if member is not None else run
+        return _load(str(path), member, checkpoint_stamp(path))
+    except FileNotFoundError:
+        st.warning(f"{Path(path).name} has no checkpoint yet (still starting?). Come back in a moment, or train "
+                   f"it: `lab train {lab.load_run(path).config.preset or 'PRESET'} --out {path}`.")
+    except Exception as e:
+        st.error(f"{Path(path).name} cannot be loaded: {type(e).__name__}: {e}. Its checkpoint may be corrupt: "
+                 f"train it again into a new folder.")
+    return None
+
+
+def status_note(run: lab.Run) -> None:
+    """A line about a run that is still training, stopped or diverged (its last checkpoint is what is shown)."""
+    st_ = run.status
+    state = st_.get("status")
+    if state == "running":
+        st.caption(f"Still training: showing its checkpoint at step {st_.get('step')} of {st_.get('steps')}.")
+    elif state in ("interrupted", "diverged"):
+        st.caption(f"This run is {state}: {st_.get('message', 'showing its last checkpoint')}.")
+
+
+@contextmanager
+def guard(what: str):
+    """Show a failure as one line (what failed and why), never as a traceback."""
+    try:
+        yield
+    except Exception as e:
+        st.error(f"{what} failed: {type(e).__name__}: {e}")
+
+
+def image(png: bytes, caption: str | None = None) -> None:
+    st.image(png, caption=caption, width="stretch")
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None

@@ -1,0 +1,82 @@
+"""Long work started from the dashboard (training runs, tour demos) runs as a separate `lab` process, so pages
+stay responsive; its output goes to $LAB_RUNS/.dashboard/NAME.log. A job can be stopped (Ctrl-C semantics: the
+trainer keeps its last checkpoint and the same command resumes)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lab.runs import atomic_write_json, runs_root
+
+_PROCESSES: dict[str, subprocess.Popen] = {}  # started by this server process, by job name
+
+
+def jobs_dir() -> Path:
+    return runs_root() / ".dashboard"
+
+
+def start(name: str, args: list[str]) -> None:
+    """Run `lab ARGS...` in the background as job `name`."""
+    folder = jobs_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / f"{name}.log"
+    cmd = [sys.executable, "-m", "lab.cli", *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LAB_RUNS": str(runs_root())}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    _PROCESSES[name] = proc
+    atomic_write_json(folder / f"{name}.json", {"pid": proc.pid, "cmd": cmd, "started": time.time()})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def state(name: str) -> dict | None:
+    """{"running", "returncode" (None while running or unknown), "log" (its last lines), "cmd"} or None."""
+    meta_path = jobs_dir() / f"{name}.json"
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    proc = _PROCESSES.get(name)
+    if proc is not None:
+        code = proc.poll()
+        running = code is None
+    else:  # started by an earlier server process
+        code, running = None, _alive(meta["pid"])
+    log_path = jobs_dir() / f"{name}.log"
+    lines = log_path.read_text(errors="replace").replace("\r", "\n").splitlines() if log_path.is_file() else []
+    return {"running": running, "returncode": code, "log": "\n".join(l for l in lines[-12:] if l.strip()),
+            "cmd": " ".join(meta["cmd"][2:])}
+
+
+def error_line(job: dict) -> str | None:
+    """The `lab: error: ...` line of a failed job, if it wrote one."""
+    for line in reversed(job["log"].splitlines()):
+        if line.startswith("lab: error:"):
+            return line[len("lab: error:"):].strip()
+    return None
+
+
+def stop(name: str) -> None:
+    """Interrupt the job (SIGINT to its process group): training keeps its last checkpoint."""
+    meta_path = jobs_dir() / f"{name}.json"
+    if meta_path.is_file():
+        try:
+            os.killpg(json.loads(meta_path.read_text())["pid"], signal.SIGINT)
+        except OSError:
+            pass
+
+
+def names() -> list[str]:
+    folder = jobs_dir()
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []

@@ -1,0 +1,15 @@
+"""The lab's dashboard: `lab dashboard` (or `streamlit run app/main.py`). Pages read the run store through lab
+and probes; each page starts with the sidebar's run picker (common.sidebar)."""
+from pathlib import Path
+
+import streamlit as st
+
+HERE = Path(__file__).parent
+st.set_page_config(page_title="the lab: in-context learning", layout="wide")
+
+PAGES = [st.Page(HERE / "views" / "runs.py", title="Runs", url_path="runs", default=True),
+         st.Page(HERE / "views" / "icl_curve.py", title="In-context curve", url_path="icl_curve"),
+         st.Page(HERE / "views" / "inside.py", title="Inside the model", url_path="inside"),
+         st.Page(HERE / "views" / "algorithm.py", title="Which algorithm", url_path="algorithm"),
+         st.Page(HERE / "views" / "tour.py", title="Tour", url_path="tour")]
+st.navigation(PAGES).run()

@@ -1,0 +1,67 @@
+"""Which algorithm: the probes of `lab probe` on the selected run, with their figures. A result already computed
+(RUN/eval/KIND.json) is shown at once; the buttons compute it (again) on fresh prompts."""
+import streamlit as st
+
+from app import common
+from probes import figures
+from probes.inspect import PROBES, probe_run
+
+st.title("Which algorithm?")
+common.sidebar()
+run = common.selected_run()
+
+SECTIONS = {
+    "match": ("Closest algorithm by SPD (Akyurek et al.)",
+              "Squared prediction difference to the best one-step GD, ridge and least squares: the smallest is the "
+              "algorithm the model's predictions are closest to."),
+    "readout": ("Layer by layer: Newton iterations or GD steps? (Fu et al.)",
+                "A linear read-out of each layer, matched by similarity of errors to Newton's method and to GD: "
+                "Newton iterations grow linearly with depth, GD steps exponentially."),
+    "probe": ("What do the layers encode? (Akyurek et al.)",
+              "R^2 of probes for the least-squares weights w_OLS and for X^T y, layer by layer, against the same "
+              "model untrained."),
+    "construction": ("Trained weights vs the GD construction (von Oswald et al.)",
+                     "For one linear self-attention layer: W_KQ and W_PV beside the weights that implement one "
+                     "gradient-descent step exactly."),
+}
+FIGURES = {"readout": "readout.png", "construction": "kq_pv.png"}
+
+
+def not_applicable(run, kind: str) -> str | None:
+    """Why probe `kind` does not apply to this run, or None."""
+    cfg = run.config
+    lsa = cfg.model.input == "identity" and cfg.model.attn == "linear" and cfg.task.format == "stacked"
+    if kind == "construction" and not lsa:
+        return "applies to linear self-attention on stacked tokens (train one: `lab train vo-lsa-1layer`)"
+    if kind in ("readout", "probe") and cfg.task.format == "stacked":
+        return "reads every prefix's state, and this run's stacked format predicts only its last point"
+    return None
+
+
+if run is not None:
+    common.status_note(run)
+    n_prompts = st.select_slider("Prompts per probe", [200, 500, 1000, 2000], 500, key="probe_prompts")
+    for kind, (title, text) in SECTIONS.items():
+        st.subheader(title)
+        st.caption(text)
+        why_not = not_applicable(run, kind)
+        if why_not:
+            st.caption(f"Not for this run: it {why_not}.")
+            continue
+        if st.button(f"Run `{kind}` on this run", key=f"run-{kind}"):
+            with st.spinner(f"lab probe {run.path.name} {kind} ..."), common.guard(f"Probe {kind}"):
+                probe_run(run, kind, n_prompts=n_prompts)
+        res = common.read_json(run.path / "eval" / f"{kind}.json")
+        if res is None:
+            st.caption(f"Not computed yet: press the button, or `lab probe {run.path} {kind}`.")
+            continue
+        left, right = st.columns([3, 2])
+        with right:
+            st.code(PROBES[kind].format(res), language=None)
+        with left:
+            if kind == "match":
+                common.image(figures.png_bytes(figures.spd_figure(res)))
+            elif kind == "probe":
+                common.image(figures.png_bytes(figures.probe_figure(res)))
+            elif (run.path / "figures" / FIGURES[kind]).is_file():
+                common.image((run.path / "figures" / FIGURES[kind]).read_bytes())

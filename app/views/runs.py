@@ -1,0 +1,93 @@
+"""Runs: the run store as a table, the selected run's loss curve, and new runs started from a preset."""
+import shlex
+import time
+
+import streamlit as st
+
+import lab
+from app import common, jobs
+from lab.runs import METRICS, read_metrics
+from probes.figures import png_bytes, pyplot
+
+st.title("Runs")
+common.sidebar()
+runs, problems = common.scan_runs()
+if runs:
+    st.dataframe([common.run_summary(r) for r in runs], hide_index=True, width="stretch")
+else:
+    st.info(f"No runs under {common.runs_root()} yet: start one below, or run `lab demo` in a terminal.")
+for path, problem in problems:
+    st.warning(f"{path.name}: {problem}")
+
+
+def loss_figure(rows: list[dict], title: str) -> bytes:
+    fig, ax = pyplot().subplots(figsize=(6, 3))
+    steps = [r["step"] for r in rows]
+    if rows and "losses" in rows[0]:
+        for i in range(len(rows[0]["losses"])):
+            ax.plot(steps, [r["losses"][i] if r["losses"][i] is not None else float("nan") for r in rows],
+                    ".-", lw=1, label=f"member {i}")
+        ax.legend(fontsize=7, ncol=4)
+    else:
+        ax.plot(steps, [r["loss"] for r in rows], ".-", lw=1.5)
+    ax.set(xlabel="step", ylabel="training loss", yscale="log", title=title)
+    fig.tight_layout()
+    return png_bytes(fig)
+
+
+path = common.selected_path()
+if path is not None:
+    st.subheader(f"Selected: {path.name}")
+    run = lab.load_run(path)
+    rows = read_metrics(path / METRICS)
+    status = run.status
+    if status.get("status") == "diverged":
+        st.error(status.get("message", "this run diverged"))
+    if rows:
+        common.image(loss_figure(rows, path.name))
+    else:
+        st.caption("No metrics logged yet.")
+
+st.subheader("Start a new run")
+with st.form("new_run"):
+    preset = st.selectbox("Preset", lab.preset_names(), index=lab.preset_names().index("tiny-linreg"))
+    overrides = st.text_input("Overrides (key=value, separated by spaces)", "train.steps=500", key="overrides")
+    name = st.text_input("Run name (a folder under the run store)", "", key="run_name",
+                         placeholder="default: PRESET-TIME")
+    submitted = st.form_submit_button("Start training")
+if submitted:
+    try:
+        items = shlex.split(overrides)
+        lab.make_config(preset, items)  # a bad key or value stops here, with one line, and nothing starts
+        folder = common.runs_root() / (name.strip() or f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if folder.exists():
+            raise ValueError(f"{folder.name} already exists; choose another run name")
+        jobs.start(f"train-{folder.name}", ["train", preset, *items, "--out", str(folder), "--quiet"])
+        st.success(f"Started {folder.name}: it trains in its own process; progress below.")
+    except ValueError as e:  # ConfigError is a ValueError
+        st.error(str(e))
+
+
+@st.fragment(run_every=2)
+def job_progress():
+    names = [n for n in jobs.names() if n.startswith("train-")]
+    if not names:
+        return
+    st.subheader("Training jobs")
+    for name in reversed(names[-6:]):
+        job = jobs.state(name)
+        folder = common.runs_root() / name[len("train-"):]
+        status = common.read_json(folder / "status.json") or {}
+        step, steps = status.get("step", 0), status.get("steps") or 1
+        cols = st.columns([4, 1])
+        if job["running"]:
+            cols[0].progress(min(1.0, step / steps), text=f"{folder.name}: step {step} of {steps}")
+            if cols[1].button("Stop", key=f"stop-{name}"):
+                jobs.stop(name)
+        elif job["returncode"] not in (None, 0) and status.get("status") != "interrupted":
+            cols[0].error(f"{folder.name} failed: {jobs.error_line(job) or job['log'][-300:]}")
+        else:
+            cols[0].caption(f"{folder.name}: {status.get('status', 'finished')} at step {step} of {steps}")
+
+
+job_progress()

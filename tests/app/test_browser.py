@@ -1,0 +1,100 @@
+"""The dashboard in a real browser: Streamlit on a free localhost port, every page opened in headless Chromium
+(Debian's, driven by Playwright), no exception box anywhere, one interaction, screenshots saved to
+$LAB_SCREENSHOTS (default build/screenshots)."""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = os.environ.get("LAB_CHROMIUM", "/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} "
+                                "(apt-get install -y chromium; .ci/run does this)")
+
+import lab  # noqa: E402
+
+REPO = Path(__file__).parents[2]
+PAGES = {"runs": "Runs", "icl_curve": "In-context curve", "inside": "Inside the model",
+         "algorithm": "Which algorithm?", "tour": "Tour"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser") / "runs"
+    lab.train("tiny-linreg", ["train.steps=40", "model.d_model=16", "model.n_layers=2"], out=root / "small",
+              quiet=True)
+    port = _free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "main.py"), "--server.headless", "true",
+           "--server.fileWatcherType", "none", "--server.port", str(port), "--server.address", "127.0.0.1",
+           "--browser.gatherUsageStats", "false"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "LAB_RUNS": str(root)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start within 60 s")
+    yield base
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        yield b
+        b.close()
+
+
+def _settle(page, title: str, quiet_s: float = 2.0, timeout_s: float = 90.0) -> None:
+    """Wait for the page's title, then until Streamlit's running indicator has been gone for `quiet_s`."""
+    page.get_by_role("heading", name=title).first.wait_for(timeout=timeout_s * 1000)
+    deadline, quiet_since = time.time() + timeout_s, time.time()
+    while time.time() < deadline:
+        if page.locator('[data-testid="stStatusWidget"]').count():
+            quiet_since = time.time()
+        elif time.time() - quiet_since >= quiet_s:
+            return
+        page.wait_for_timeout(250)
+    pytest.fail(f"page {title!r} was still running after {timeout_s:.0f} s")
+
+
+def _shots() -> Path:
+    folder = Path(os.environ.get("LAB_SCREENSHOTS", REPO / "build" / "screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_every_page_opens_without_an_exception_and_the_tour_steps(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    for path, title in PAGES.items():
+        page.goto(f"{server}/{path}")
+        _settle(page, title)
+        assert page.locator('[data-testid="stException"]').count() == 0, f"exception on {path}"
+        page.screenshot(path=str(_shots() / f"{path}.png"), full_page=True)
+    # one interaction: the tour's Next button shows the second demo
+    assert page.get_by_text("2. One layer of linear attention").count() == 0
+    page.get_by_role("button", name="Next").click()
+    page.get_by_text("2. One layer of linear attention").first.wait_for(timeout=30_000)
+    _settle(page, "Tour")
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(_shots() / "tour-next.png"), full_page=True)
+    page.close()

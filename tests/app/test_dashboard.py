@@ -1,0 +1,164 @@
+"""The dashboard through streamlit's AppTest: every page renders against a small run made here, one
+interaction per page changes what is shown, and bad run folders give messages, not exceptions."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+import lab  # noqa: E402
+
+MAIN = str(Path(__file__).parents[2] / "app" / "main.py")
+PAGES = ["views/runs.py", "views/icl_curve.py", "views/inside.py", "views/algorithm.py", "views/tour.py"]
+SMALL = ["train.steps=40", "model.d_model=16", "model.n_layers=2", "train.batch_size=32"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dash") / "runs"
+    lab.train("tiny-linreg", SMALL, out=root / "small", quiet=True)
+    return root
+
+
+@pytest.fixture
+def app(root, monkeypatch):
+    monkeypatch.setenv("LAB_RUNS", str(root))
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def _page(at, page):
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _texts(at) -> str:
+    return " ".join(str(e.value) for kind in ("markdown", "caption", "code", "error", "info", "warning", "success",
+                                              "header", "subheader", "title") for e in getattr(at, kind))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_against_a_small_run(app, page):
+    _page(app, page)
+    assert not app.error, [e.value for e in app.error]
+
+
+def test_icl_curve_recomputes_when_the_noise_changes(app):
+    _page(app, "views/icl_curve.py")
+    before = [m.value for m in app.metric]
+    app.slider(key="noise").set_value(0.8).run()
+    assert not app.exception
+    assert [m.value for m in app.metric] != before
+
+
+def test_editing_an_example_changes_the_prediction(app):
+    _page(app, "views/inside.py")
+    edited = next(m for m in app.metric if m.label == "Prediction, edited prompt").value
+    key = next(n.key for n in app.number_input if n.key.startswith("edit_y"))
+    app.number_input(key=key).set_value(25.0).run()
+    assert not app.exception
+    assert next(m for m in app.metric if m.label == "Prediction, edited prompt").value != edited
+
+
+def test_running_a_probe_from_the_page_shows_its_result(app, root):
+    _page(app, "views/algorithm.py")
+    assert "closest:" not in _texts(app)
+    app.select_slider(key="probe_prompts").set_value(200).run()
+    app.button(key="run-match").click().run()
+    assert not app.exception and "closest:" in _texts(app)
+    assert (root / "small" / "eval" / "match.json").is_file()
+
+
+def test_the_tour_steps_through_its_demos(app):
+    _page(app, "views/tour.py")
+    assert "1. In-context learning" in _texts(app)
+    app.button(key="tour_next").click().run()
+    assert "2. One layer of linear attention" in _texts(app) and "1. In-context" not in _texts(app)
+
+
+def test_runs_page_refuses_a_bad_override_and_trains_a_good_one(app, root):
+    _page(app, "views/runs.py")
+    app.text_input(key="overrides").input("train.steps=abc")
+    next(b for b in app.button if b.label == "Start training").click().run()
+    assert any("train.steps must be an integer" in e.value for e in app.error)
+    assert not (root / ".dashboard").exists() or not any((root / ".dashboard").glob("train-*"))
+
+    app.text_input(key="overrides").input("train.steps=5 model.d_model=16 model.n_layers=1")
+    app.text_input(key="run_name").input("from-page")
+    next(b for b in app.button if b.label == "Start training").click().run()
+    assert any("Started from-page" in s.value for s in app.success)
+    status = root / "from-page" / "status.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (status.is_file() and json.loads(status.read_text())["status"] == "done"):
+        time.sleep(0.5)
+    assert json.loads(status.read_text())["status"] == "done"
+    app.run()
+    assert "from-page" in str(app.dataframe[0].value)
+
+
+def _bad_folders(root: Path):
+    good = root / "small"
+    bad = {"bad-config": None, "no-checkpoint": None, "bad-checkpoint": None, "still-training": None}
+    for name in bad:
+        (root / name).mkdir(exist_ok=True)
+    (root / "bad-config" / "config.json").write_text("{not json")
+    for name in ("no-checkpoint", "bad-checkpoint", "still-training"):
+        (root / name / "config.json").write_text((good / "config.json").read_text())
+    (root / "bad-checkpoint" / "checkpoint.pt").write_bytes(b"this is not a checkpoint")
+    (root / "still-training" / "checkpoint.pt").write_bytes((good / "checkpoint.pt").read_bytes())
+    (root / "still-training" / "status.json").write_text(json.dumps({"status": "running", "step": 20, "steps": 40}))
+
+
+@pytest.mark.parametrize("name", ["no-checkpoint", "bad-checkpoint", "still-training"])
+@pytest.mark.parametrize("page", PAGES[1:4])
+def test_bad_run_folders_show_a_message_never_a_crash(tmp_path, monkeypatch, root, name, page):
+    bad_root = tmp_path / "runs"
+    bad_root.mkdir()
+    (bad_root / "small").symlink_to(root / "small")
+    _bad_folders(bad_root)
+    monkeypatch.setenv("LAB_RUNS", str(bad_root))
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.run()
+    assert any("bad-config" in c.value for c in at.sidebar.caption)  # listed as skipped, with why
+    at.sidebar.selectbox(key="run_picker").set_value(name).run()
+    _page(at, page)
+    shown = _texts(at)
+    if name == "still-training":
+        assert "Still training" in shown
+    else:
+        assert ("no checkpoint yet" in shown) if name == "no-checkpoint" else ("cannot be loaded" in shown)
+
+
+def test_lab_dashboard_serves_the_app(root):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "dashboard", "--port", str(port), "--address",
+                             "127.0.0.1"], env={**os.environ, "LAB_RUNS": str(root)},
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert f"http://127.0.0.1:{port}" in proc.stdout.readline()
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("lab dashboard did not serve within 60 s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
