@@ -125,6 +125,11 @@ def image(png: bytes, caption: str | None = None) -> None:
     st.image(png, caption=caption, width="stretch")
 
 
+def number(v) -> str:
+    """A number as people read it (4 significant digits); anything else as text."""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
 def read_json(path: Path) -> dict | None:
     try:
         return json.loads(Path(path).read_text())

@@ -81,7 +81,7 @@ job_panel()
 result = common.read_json(folder / "result.json")
 if result is not None:
     st.subheader("What the quick version measured")
-    st.dataframe([{"claim": c["claim"], "paper": str(c["paper"]), "ours": str(c["ours"]),
+    st.dataframe([{"claim": c["claim"], "paper": common.number(c["paper"]), "ours": common.number(c["ours"]),
                    "passed": "yes" if c["passed"] else "no"} for c in result["claims"]], hide_index=True,
                  width="stretch")
 for png in sorted((folder / "figures").glob("*.png")) if (folder / "figures").is_dir() else []:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromiu
 import lab  # noqa: E402
 
 REPO = Path(__file__).parents[2]
-PAGES = {"runs": "Runs", "icl_curve": "In-context curve", "inside": "Inside the model",
+PAGES = {"": "Runs", "icl_curve": "In-context curve", "inside": "Inside the model",
          "algorithm": "Which algorithm?", "tour": "Tour"}
 
 
@@ -84,12 +84,13 @@ def _shots() -> Path:
 
 
 def test_every_page_opens_without_an_exception_and_the_tour_steps(server, browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})
     for path, title in PAGES.items():
         page.goto(f"{server}/{path}")
         _settle(page, title)
-        assert page.locator('[data-testid="stException"]').count() == 0, f"exception on {path}"
-        page.screenshot(path=str(_shots() / f"{path}.png"), full_page=True)
+        assert page.locator('[data-testid="stException"]').count() == 0, f"exception on /{path}"
+        assert page.get_by_text("Page not found").count() == 0, f"/{path} is not a page"
+        page.screenshot(path=str(_shots() / f"{path or 'runs'}.png"), full_page=True)
     # one interaction: the tour's Next button shows the second demo
     assert page.get_by_text("2. One layer of linear attention").count() == 0
     page.get_by_role("button", name="Next").click()

@@ -162,3 +162,36 @@ def test_lab_dashboard_serves_the_app(root):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def _wait_for(predicate, timeout=120.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _start(app, overrides: str, name: str):
+    app.text_input(key="overrides").input(overrides)
+    app.text_input(key="run_name").input(name)
+    next(b for b in app.button if b.label == "Start training").click().run()
+    assert any(f"Started {name}" in s.value for s in app.success)
+
+
+def test_a_run_can_be_stopped_and_a_failed_run_shows_its_error(app, root):
+    _page(app, "views/runs.py")
+    _start(app, "train.steps=100000 model.d_model=16 model.n_layers=1 train.log_every=10", "long")
+    status = root / "long" / "status.json"
+    assert _wait_for(lambda: status.is_file() and (root / "long" / "metrics.jsonl").is_file()
+                     and (root / "long" / "metrics.jsonl").read_text().strip())
+    app.run()
+    app.button(key="stop-train-long").click().run()
+    assert _wait_for(lambda: json.loads(status.read_text())["status"] == "interrupted")
+
+    _start(app, "train.steps=50 train.lr=1e6 train.grad_clip=0 train.warmup_steps=0", "blows-up")
+    from app import jobs
+    assert _wait_for(lambda: not jobs.state("train-blows-up")["running"])
+    app.run()
+    assert any("blows-up failed" in e.value and "training stopped at step" in e.value for e in app.error)
