@@ -172,7 +172,7 @@ def cmd_dashboard(args) -> int:
     main_py = Path(app.__file__).parent / "main.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(main_py), "--server.headless", "true",
            "--server.fileWatcherType", "none", "--server.address", args.address, "--server.port", str(args.port),
-           "--browser.gatherUsageStats", "false"]
+           "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "type"]  # no tracebacks on pages
     print(f"the lab's dashboard: http://{args.address}:{args.port}  (runs from {runs_root()}; Ctrl-C stops it)")
     return subprocess.call(cmd)
 

@@ -2,11 +2,7 @@
 (Debian's, driven by Playwright), no exception box anywhere, one interaction, screenshots saved to
 $LAB_SCREENSHOTS (default build/screenshots)."""
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,16 +13,11 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromiu
                                 "(apt-get install -y chromium; .ci/run does this)")
 
 import lab  # noqa: E402
+from dashboard_server import dashboard  # noqa: E402
 
 REPO = Path(__file__).parents[2]
 PAGES = {"": "Runs", "icl_curve": "In-context curve", "inside": "Inside the model",
          "algorithm": "Which algorithm?", "tour": "Tour"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -34,26 +25,8 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser") / "runs"
     lab.train("tiny-linreg", ["train.steps=40", "model.d_model=16", "model.n_layers=2"], out=root / "small",
               quiet=True)
-    port = _free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "main.py"), "--server.headless", "true",
-           "--server.fileWatcherType", "none", "--server.port", str(port), "--server.address", "127.0.0.1",
-           "--browser.gatherUsageStats", "false"]
-    proc = subprocess.Popen(cmd, env={**os.environ, "LAB_RUNS": str(root)}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start within 60 s")
-    yield base
-    proc.terminate()
-    proc.wait(timeout=20)
+    with dashboard(root) as (base, _):
+        yield base
 
 
 @pytest.fixture(scope="module")

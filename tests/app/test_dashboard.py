@@ -2,9 +2,6 @@
 interaction per page changes what is shown, and bad run folders give messages, not exceptions."""
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -142,26 +139,10 @@ def test_bad_run_folders_show_a_message_never_a_crash(tmp_path, monkeypatch, roo
 
 
 def test_lab_dashboard_serves_the_app(root):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "dashboard", "--port", str(port), "--address",
-                             "127.0.0.1"], env={**os.environ, "LAB_RUNS": str(root)},
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert f"http://127.0.0.1:{port}" in proc.stdout.readline()
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("lab dashboard did not serve within 60 s")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    from dashboard_server import dashboard
+
+    with dashboard(root) as (base, first_line):
+        assert base in first_line and urllib.request.urlopen(base, timeout=10).status == 200
 
 
 def _wait_for(predicate, timeout=120.0):
