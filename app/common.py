@@ -54,8 +54,9 @@ def _load(path: str, member: int | None, stamp: float) -> lab.Run:
     return run
 
 
-def sidebar() -> None:
-    """The run picker every page starts with: the selected run (and ensemble member) live in session state."""
+def sidebar() -> tuple[list[lab.Run], list[tuple[Path, str]]]:
+    """The run picker every page starts with: the selected run (and ensemble member) live in session state.
+    Returns what `scan_runs` found."""
     with st.sidebar:
         runs, problems = scan_runs()
         names = [r.path.name for r in runs]
@@ -75,6 +76,7 @@ def sidebar() -> None:
             st.caption(f"No runs under {runs_root()} yet.")
         for path, problem in problems:
             st.caption(f"Skipped {path.name}: {problem}")
+    return runs, problems
 
 
 def selected_path() -> Path | None:

@@ -77,3 +77,19 @@ def probe_figure(res: dict):
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def training_curve(rows: list[dict], title: str):
+    """Training loss against step from metrics.jsonl rows (one line per member for an ensemble run)."""
+    fig, ax = pyplot().subplots(figsize=(6, 3))
+    steps = [r["step"] for r in rows]
+    if rows and "losses" in rows[0]:
+        for i in range(len(rows[0]["losses"])):
+            ax.plot(steps, [float("nan") if r["losses"][i] is None else r["losses"][i] for r in rows], ".-", lw=1,
+                    label=f"member {i}")
+        ax.legend(fontsize=7, ncol=4)
+    else:
+        ax.plot(steps, [r["loss"] for r in rows], ".-", lw=1.5)
+    ax.set(xlabel="step", ylabel="training loss", yscale="log", title=title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,1 @@
+"""The dashboard pages, one script each; app/main.py lists them for st.navigation."""

@@ -7,32 +7,16 @@ import streamlit as st
 import lab
 from app import common, jobs
 from lab.runs import METRICS, read_metrics
-from probes.figures import png_bytes, pyplot
+from probes.figures import png_bytes, training_curve
 
 st.title("Runs")
-common.sidebar()
-runs, problems = common.scan_runs()
+runs, problems = common.sidebar()
 if runs:
     st.dataframe([common.run_summary(r) for r in runs], hide_index=True, width="stretch")
 else:
     st.info(f"No runs under {common.runs_root()} yet: start one below, or run `lab demo` in a terminal.")
 for path, problem in problems:
     st.warning(f"{path.name}: {problem}")
-
-
-def loss_figure(rows: list[dict], title: str) -> bytes:
-    fig, ax = pyplot().subplots(figsize=(6, 3))
-    steps = [r["step"] for r in rows]
-    if rows and "losses" in rows[0]:
-        for i in range(len(rows[0]["losses"])):
-            ax.plot(steps, [r["losses"][i] if r["losses"][i] is not None else float("nan") for r in rows],
-                    ".-", lw=1, label=f"member {i}")
-        ax.legend(fontsize=7, ncol=4)
-    else:
-        ax.plot(steps, [r["loss"] for r in rows], ".-", lw=1.5)
-    ax.set(xlabel="step", ylabel="training loss", yscale="log", title=title)
-    fig.tight_layout()
-    return png_bytes(fig)
 
 
 path = common.selected_path()
@@ -44,7 +28,7 @@ if path is not None:
     if status.get("status") == "diverged":
         st.error(status.get("message", "this run diverged"))
     if rows:
-        common.image(loss_figure(rows, path.name))
+        common.image(png_bytes(training_curve(rows, path.name)))
     else:
         st.caption("No metrics logged yet.")
 
@@ -78,10 +62,13 @@ def job_progress():
         job = jobs.state(name)
         folder = common.runs_root() / name[len("train-"):]
         status = common.read_json(folder / "status.json") or {}
-        step, steps = status.get("step", 0), status.get("steps") or 1
+        rows = read_metrics(folder / METRICS)  # logged every train.log_every steps: the live progress
+        step = rows[-1]["step"] if rows else status.get("step", 0)
+        steps = status.get("steps") or 1
+        loss = f", loss {rows[-1]['loss']:.4g}" if rows and rows[-1].get("loss") is not None else ""
         cols = st.columns([4, 1])
         if job["running"]:
-            cols[0].progress(min(1.0, step / steps), text=f"{folder.name}: step {step} of {steps}")
+            cols[0].progress(min(1.0, step / steps), text=f"{folder.name}: step {step} of {steps}{loss}")
             if cols[1].button("Stop", key=f"stop-{name}"):
                 jobs.stop(name)
         elif job["returncode"] not in (None, 0) and status.get("status") != "interrupted":
