@@ -92,9 +92,6 @@ def construction_match(run, n_prompts: int = 2000, seed: int = EVAL_SEED) -> dic
     from .experiments.lsa import cosine, line_search_grid, products_figure, projection_scale
 
     cfg = run.config.model
-    if not (cfg.input == "identity" and cfg.attn == "linear" and run.format.name == "stacked"):
-        raise ValueError(f"probe construction compares linear self-attention on stacked tokens with von Oswald's "
-                         f"GD construction; {run.path} is not such a model (one is: lab train vo-lsa-1layer)")
     d, n_context = run.task.d, run.config.task.n_points - 1
     p = run.task.sample(n_prompts, n_context + 1, seed=seed, dtype=torch.float64)
     eta = float(line_search_lr(p, 1, line_search_grid()))
@@ -155,13 +152,26 @@ PROBES = {"match": Probe(lambda run, n: match_algorithms(run, n_prompts=n), _for
           "construction": Probe(lambda run, n: construction_match(run, n_prompts=n), _format_construction)}
 
 
+def not_applicable(run, kind: str) -> str | None:
+    """Why analysis `kind` cannot run on `run` (None when it can)."""
+    if kind not in PROBES:
+        return f"is not a probe; choose one of: {', '.join(PROBES)}"
+    cfg = run.config
+    if kind in ("readout", "probe") and cfg.task.format == "stacked":
+        return ("reads every prefix's state, and this run's stacked format predicts only its last point (use "
+                "match, or a run with an interleaved/disjoint/paired format)")
+    if kind == "construction" and not (cfg.model.input == "identity" and cfg.model.attn == "linear"
+                                       and cfg.task.format == "stacked"):
+        return ("compares linear self-attention on stacked tokens with von Oswald's GD construction, and this run "
+                "is not such a model (one is: lab train vo-lsa-1layer)")
+    return None
+
+
 def probe_run(run, kind: str, n_prompts: int = 1000) -> dict:
     """Run analysis `kind` on a run; writes RUN/eval/KIND.json (and RUN/figures/readout.png for readout)."""
-    if kind not in PROBES:
-        raise ValueError(f"unknown probe {kind!r}; choose one of: {', '.join(PROBES)}")
-    if kind in ("readout", "probe") and run.format.name == "stacked":
-        raise ValueError(f"probe {kind} reads every prefix's state; run {run.path} uses the stacked format, which "
-                         "predicts only its last point (use match, or a run with an interleaved/disjoint/paired format)")
+    reason = not_applicable(run, kind)
+    if reason:
+        raise ValueError(f"probe {kind!r} {reason}")
     res = PROBES[kind].run(run, n_prompts)
     atomic_write_json(run.path / "eval" / f"{kind}.json", res)
     if kind == "readout":

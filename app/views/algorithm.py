@@ -4,7 +4,7 @@ import streamlit as st
 
 from app import common
 from probes import figures
-from probes.inspect import PROBES, probe_run
+from probes.inspect import PROBES, not_applicable, probe_run
 
 st.title("Which algorithm?")
 common.sidebar()
@@ -27,17 +27,6 @@ SECTIONS = {
 FIGURES = {"readout": "readout.png", "construction": "kq_pv.png"}
 
 
-def not_applicable(run, kind: str) -> str | None:
-    """Why probe `kind` does not apply to this run, or None."""
-    cfg = run.config
-    lsa = cfg.model.input == "identity" and cfg.model.attn == "linear" and cfg.task.format == "stacked"
-    if kind == "construction" and not lsa:
-        return "applies to linear self-attention on stacked tokens (train one: `lab train vo-lsa-1layer`)"
-    if kind in ("readout", "probe") and cfg.task.format == "stacked":
-        return "reads every prefix's state, and this run's stacked format predicts only its last point"
-    return None
-
-
 if run is not None:
     common.status_note(run)
     n_prompts = st.select_slider("Prompts per probe", [200, 500, 1000, 2000], 500, key="probe_prompts")
@@ -46,7 +35,7 @@ if run is not None:
         st.caption(text)
         why_not = not_applicable(run, kind)
         if why_not:
-            st.caption(f"Not for this run: it {why_not}.")
+            st.caption(f"Not for this run: this probe {why_not}.")
             continue
         if st.button(f"Run `{kind}` on this run", key=f"run-{kind}"):
             with st.spinner(f"lab probe {run.path.name} {kind} ..."), common.guard(f"Probe {kind}"):
