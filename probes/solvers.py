@@ -13,6 +13,8 @@ import torch
 
 from tasks import Prompts
 
+from . import boolean_learners
+
 Fit = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (X [B, i, d], y [B, i]) -> w [B, d]
 
 
@@ -205,6 +207,7 @@ def lasso(xs, ys, alpha: float = 0.1, iters: int = 1000, tol: float = 1e-10):
 
 SOLVERS = {"zero": zero, "averaging": averaging, "knn": knn, "ols": ols, "ridge": ridge, "gd": gd,
            "gdpp": gdpp, "newton": newton, "lasso": lasso}
+SOLVERS.update(boolean_learners.LEARNERS)  # majority, elimination, gf2, mlp (Boolean tasks)
 
 
 def solve(name: str, prompts: Prompts, **kwargs) -> torch.Tensor:

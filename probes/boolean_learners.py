@@ -1,0 +1,110 @@
+"""Reference learners for Boolean functions in context (Bhattamishra et al. 2023), with probes.solve's call shape:
+xs [B, N, n] in {-1, +1}, ys [B, N] in {-1, +1} -> scores [B, N], column i from pairs 0..i-1 and x_i; the
+predicted label is +1 where the score is > 0, else -1. (1-NN / 3-NN and feature-wise averaging are the
+regression solvers `knn` and `averaging`, which already have this shape.)
+"""
+from __future__ import annotations
+
+import torch
+
+
+def _earlier(B: int, N: int, device) -> torch.Tensor:
+    return torch.ones(N, N, dtype=torch.bool, device=device).tril(-1).expand(B, N, N)  # [b, i, j]: j < i
+
+
+def majority(xs, ys):
+    """The most frequent label among the examples so far (no examples, or a tie: -1)."""
+    counts = torch.cumsum(ys, 1) - ys  # sum of the labels before i
+    return torch.where(counts > 0, 1.0, -1.0).to(ys.dtype)
+
+
+def elimination(xs, ys, kind: str = "conjunction"):
+    """Literal elimination (Valiant 1984), the exact learner for conjunctions (disjunctions, dually).
+
+    Conjunction: start from all 2n literals; each positive example removes the literals it falsifies; predict
+    the conjunction of those left (no positive yet: all literals, contradictory, so -1). Disjunction: each
+    negative example removes the literals it satisfies; predict their disjunction (no negative yet: +1).
+    """
+    if kind not in ("conjunction", "disjunction"):
+        raise ValueError(f"elimination kind must be conjunction or disjunction; got {kind!r}")
+    B, N, n = xs.shape
+    teach = ys > 0 if kind == "conjunction" else ys < 0  # the examples that remove literals
+    sign = 1.0 if kind == "conjunction" else -1.0  # literal x_j = +1 kept while every such example has x_j = sign
+    keep_pos = ((xs == sign) | ~teach[..., None]).to(torch.int64)  # [B, N, n]
+    keep_neg = ((xs == -sign) | ~teach[..., None]).to(torch.int64)
+    shift = lambda t: torch.cat([torch.ones_like(t[:, :1]), t.cumprod(1)[:, :-1]], 1)  # product over j < i
+    alive_pos, alive_neg = shift(keep_pos).bool(), shift(keep_neg).bool()  # literal "x_j" / "not x_j" alive
+    if kind == "conjunction":
+        ok = ((xs == 1) | ~alive_pos) & ((xs == -1) | ~alive_neg)
+        return torch.where(ok.all(-1), 1.0, -1.0).to(xs.dtype)
+    any_true = ((xs == 1) & alive_pos) | ((xs == -1) & alive_neg)
+    return torch.where(any_true.any(-1), 1.0, -1.0).to(xs.dtype)
+
+
+def gf2(xs, ys):
+    """Gaussian elimination over GF(2), the exact learner for parities: bits b = (1 - x)/2, label bit c =
+    (1 - y)/2, c = <s, b> mod 2. Examples are added one at a time to a reduced row-echelon basis; the prediction
+    for x_i uses the solution with every free variable 0 (unique, hence exact, once the examples span)."""
+    B, N, n = xs.shape
+    bits = ((1 - xs) / 2).round().to(torch.uint8)
+    labels = ((1 - ys) / 2).round().to(torch.uint8)
+    rows = torch.cat([bits, labels[..., None]], -1)  # [B, N, n + 1]
+    basis = torch.zeros(B, n, n + 1, dtype=torch.uint8, device=xs.device)  # basis[b, p]: the row pivoting at p
+    has = torch.zeros(B, n, dtype=torch.bool, device=xs.device)
+    out = torch.empty(B, N, dtype=xs.dtype, device=xs.device)
+    idx = torch.arange(B, device=xs.device)
+    for i in range(N):
+        solution = basis[:, :, n] * has  # s_p = the pivot row's label bit; free variables 0
+        out[:, i] = 1.0 - 2.0 * ((bits[:, i] * solution).sum(-1) % 2).to(xs.dtype)
+        r = rows[:, i].clone()
+        for p in range(n):  # reduce by the existing pivots
+            hit = has[:, p] & (r[:, p] == 1)
+            r = torch.where(hit[:, None], r ^ basis[:, p], r)
+        nonzero = r[:, :n].any(-1)
+        pivot = torch.where(nonzero, r[:, :n].argmax(-1), torch.zeros_like(idx))  # first set bit
+        for p in range(n):  # keep the basis reduced: clear the new pivot column from the other rows
+            hit = nonzero & has[:, p] & (basis[idx, p, pivot] == 1)
+            basis[:, p] = torch.where(hit[:, None], basis[:, p] ^ r, basis[:, p])
+        basis[idx[nonzero], pivot[nonzero]] = r[nonzero]
+        has[idx[nonzero], pivot[nonzero]] = True
+    return out
+
+
+def mlp(xs, ys, hidden: int = 32, steps: int = 200, lr: float = 0.03, seed: int = 0):
+    """A small net trained per prompt and prefix (Bhattamishra's per-prompt baseline): for every (prompt, i) a
+    one-hidden-layer tanh MLP fitted by full-batch Adam on BCE to pairs 0..i-1, all trained at once as one
+    batched computation; returns its logit for x_i (column 0: 0)."""
+    B, N, n = xs.shape
+    g = torch.Generator().manual_seed(seed)
+    X, y01 = xs.double(), (ys.double() > 0).double()
+    W1 = (torch.randn(B, N, n, hidden, generator=g, dtype=torch.float64) / n ** 0.5).requires_grad_()
+    b1 = torch.zeros(B, N, 1, hidden, dtype=torch.float64, requires_grad=True)
+    w2 = (torch.randn(B, N, hidden, generator=g, dtype=torch.float64) / hidden ** 0.5).requires_grad_()
+    b2 = torch.zeros(B, N, 1, dtype=torch.float64, requires_grad=True)
+    mask = _earlier(B, N, xs.device).double()  # [B, net i, example j]
+    count = mask.sum(-1).clamp(min=1)
+    opt = torch.optim.Adam([W1, b1, w2, b2], lr=lr)
+
+    def logits():  # every net on every example: [B, N nets, N examples]
+        h = torch.tanh(torch.einsum("bjd,bidh->bijh", X, W1) + b1)
+        return torch.einsum("bijh,bih->bij", h, w2) + b2
+
+    with torch.enable_grad():
+        for _ in range(steps):
+            opt.zero_grad()
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(logits(), y01[:, None, :].expand(B, N, N),
+                                                                       reduction="none")
+            ((bce * mask).sum(-1) / count).sum().backward()
+            opt.step()
+    with torch.no_grad():
+        own = logits().diagonal(dim1=1, dim2=2)  # net i on x_i
+    own[:, 0] = 0.0
+    return own.to(xs.dtype)
+
+
+def accuracy(scores: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """Per-example correctness [B, N] (1 or 0) of scores against labels in {-1, +1}."""
+    return ((scores > 0) == (ys > 0)).to(torch.float64)
+
+
+LEARNERS = {"majority": majority, "elimination": elimination, "gf2": gf2, "mlp": mlp}

@@ -1,0 +1,71 @@
+"""The Boolean reference learners: exact where their examples determine the function."""
+import itertools
+
+import pytest
+import torch
+
+import probes
+import tasks
+from probes.boolean_learners import accuracy
+
+
+@pytest.mark.parametrize("fn", ["conjunction", "disjunction"])
+def test_literal_elimination_is_exact_after_the_teaching_sequence(fn):
+    task = tasks.get("boolean", n=10, fn=fn, teaching=True)
+    p = task.sample(200, 20, seed=1)
+    pred = probes.solve("elimination", p, kind=fn)
+    length = 2 + (p.params["literals"] != 0).sum(1)  # the teaching prefix of each prompt
+    after = torch.arange(20)[None, :] >= length[:, None]
+    assert after.any()
+    assert (accuracy(pred, p.ys)[after] == 1).all()
+
+
+def test_literal_elimination_never_makes_a_false_positive_on_conjunctions():
+    """Its hypothesis keeps every literal of the target, so it is at least as specific."""
+    p = tasks.get("boolean", n=12, fn="conjunction").sample(300, 30, seed=2)
+    pred = probes.solve("elimination", p, kind="conjunction")
+    assert not ((pred > 0) & (p.ys < 0)).any()
+    assert accuracy(pred, p.ys)[:, -5:].mean() > accuracy(pred, p.ys)[:, :5].mean()
+
+
+def test_gf2_is_exact_after_the_parity_teaching_sequence():
+    p = tasks.get("boolean", n=9, fn="sparse_parity", k=3, teaching=True).sample(100, 16, seed=3)
+    assert (accuracy(probes.solve("gf2", p), p.ys)[:, 10:] == 1).all()
+
+
+def test_gf2_agrees_with_brute_force_whenever_the_consistent_parities_agree():
+    """n = 4: enumerate all 16 parities; where every one consistent with the examples so far gives x_i the same
+    label, the learner must give it too (and it is always consistent with the examples it has seen)."""
+    p = tasks.get("boolean", n=4, fn="parity").sample(40, 8, seed=4)
+    pred = probes.solve("gf2", p)
+    bits = (1 - p.xs) / 2
+    subsets = torch.tensor(list(itertools.product([0, 1], repeat=4)), dtype=torch.float32)  # [16, 4]
+    labels = 1 - 2 * ((bits @ subsets.T) % 2)  # [B, N, 16]: every parity's label on every example
+    determined = 0
+    for b in range(40):
+        for i in range(8):
+            consistent = (labels[b, :i] == p.ys[b, :i, None]).all(0)  # [16]
+            values = labels[b, i, consistent].unique()
+            if len(values) == 1:
+                determined += 1
+                assert pred[b, i] == values[0]
+    assert determined > 100
+
+
+def test_majority_label_and_its_ties():
+    ys = torch.tensor([[1.0, 1.0, -1.0, -1.0, -1.0]])
+    p = tasks.Prompts(torch.ones(1, 5, 3), ys)
+    assert probes.solve("majority", p).tolist() == [[-1.0, 1.0, 1.0, 1.0, -1.0]]  # nothing / tie -> -1
+
+
+def test_the_per_prompt_net_learns_a_single_literal():
+    task = tasks.get("boolean", n=6, fn="sparse_disjunction", literals=1)
+    p = task.sample(16, 24, seed=5)
+    acc = accuracy(probes.solve("mlp", p, steps=150), p.ys)
+    assert acc[:, -6:].mean() > 0.9 and acc[:, 0].sum() <= 16
+
+
+def test_elimination_refuses_an_unknown_kind():
+    p = tasks.get("boolean", n=4).sample(2, 3, seed=0)
+    with pytest.raises(ValueError, match="conjunction or disjunction"):
+        probes.solve("elimination", p, kind="parity")
