@@ -48,6 +48,7 @@ class TaskConfig:
 class ModelConfig:
     """The decoder-style transformer of lab/model.py."""
 
+    arch: Literal["transformer", "lstm", "hyena"] = "transformer"  # lstm, hyena: lab/challengers.py
     n_layers: int = 3
     n_heads: int = 2
     d_model: int = 64
@@ -78,6 +79,10 @@ class ModelConfig:
               self.vocab_size)
         _need(self.output == "scalar" or self.n_classes >= 2, "model.n_classes", ">= 2", self.n_classes)
         _need(self.init_std > 0, "model.init_std", "> 0", self.init_std)
+        if self.arch != "transformer":
+            _need(self.input != "identity", "model.input", f"vector or tokens for model.arch = {self.arch}", self.input)
+            _need(self.output != "minus_last", "model.output", f"scalar or classes for model.arch = {self.arch}",
+                  self.output)
 
     @property
     def mlp_width(self) -> int:
@@ -184,6 +189,8 @@ class RunConfig:
             _need(cur.dims_end <= d, "curriculum.dims_end", f"<= task d = {d} (0 = d)", cur.dims_end)
             _need(cur.points_end <= self.task.n_points, "curriculum.points_end",
                   f"<= task.n_points = {self.task.n_points} (0 = n_points)", cur.points_end)
+        _need(self.ensemble.size == 1 or self.model.arch == "transformer", "ensemble.size",
+              "1 for model.arch = " + self.model.arch + " (ensembles stack Transformers)", self.ensemble.size)
         fmt = tasks.formats.get(self.task.format)
         longest = fmt.seq_len(self.task.n_points)
         _need(self.model.pos == "none" or longest <= self.model.max_len, "model.max_len",

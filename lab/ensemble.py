@@ -18,6 +18,7 @@ import torch
 import tasks
 
 from .config import EnsembleConfig, RunConfig
+from .losses import pointwise_loss
 from .model import Transformer, build_model
 from .schedule import data_seed, lr_at
 
@@ -50,12 +51,13 @@ def member_state(stacked_state: dict, i: int) -> dict:
     return {name: t[i].clone() for name, t in stacked_state.items()}
 
 
-def member_losses(model: Transformer, fmt: tasks.formats.Format, inputs, targets, weights) -> torch.Tensor:
-    """Per-member weighted squared error [E]: inputs [E, B, T, d_in], targets [E, B, m], weights [m] (summing to 1
-    over the predictions that count: 1/m each for loss 'all', one-hot at the query for loss 'query')."""
+def member_losses(model: Transformer, fmt: tasks.formats.Format, inputs, targets, weights,
+                  objective: str = "mse") -> torch.Tensor:
+    """Per-member weighted loss [E]: inputs [E, B, T, d_in], targets [E, B, m], weights [m] (summing to 1 over
+    the predictions that count: 1/m each for loss 'all', one-hot at the query for loss 'query')."""
     E, B = inputs.shape[:2]
     preds = fmt.decode(model(inputs).flatten(0, 1)).view(E, B, -1)  # [E, B, m]
-    return ((preds - targets) ** 2 * weights).sum(-1).mean(-1)
+    return (pointwise_loss(preds, targets, objective) * weights).sum(-1).mean(-1)
 
 
 def flatten_parameters(params: list[torch.Tensor]) -> torch.Tensor:
@@ -186,7 +188,8 @@ class EnsembleTrainer:
     # ---- one step ---------------------------------------------------------------------------------------
     def _body(self, inputs, targets, weights) -> None:
         """Forward, backward, per-member divergence check, clipping and Adam: everything a CUDA graph captures."""
-        losses = member_losses(self.model, self.fmt, inputs, targets, weights)  # [E]
+        losses = member_losses(self.model, self.fmt, inputs, targets, weights,
+                               getattr(self.task, "objective", "mse"))  # [E]
         finite = torch.isfinite(losses)
         total = torch.where(self.active & finite, losses, torch.zeros_like(losses)).sum()
         grad = flat_grads(torch.autograd.grad(total, self.params))  # [E, P]

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import kernels
+from .challengers import ARCHITECTURES
 from .config import ModelConfig
 from .hooks import HookedModule, HookPoint
 
@@ -259,8 +260,13 @@ class Transformer(HookedModule):
         return sum(p.numel() for p in self.parameters())
 
 
+def model_class(cfg: ModelConfig) -> type:
+    """The class model.arch names: the Transformer here, or an attention-free challenger (lab/challengers.py)."""
+    return Transformer if cfg.arch == "transformer" else ARCHITECTURES[cfg.arch]
+
+
 def build_model(cfg: ModelConfig, seed: int = 0) -> Transformer:
     """The model with its initial weights drawn from `seed` (the global RNG is left as it was)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return Transformer(cfg)
+        return model_class(cfg)(cfg)

@@ -14,7 +14,7 @@ import torch
 import tasks
 
 from .config import RunConfig
-from .model import Transformer
+from .model import Transformer, model_class
 
 CONFIG, METRICS, CHECKPOINT, STATUS = "config.json", "metrics.jsonl", "checkpoint.pt", "status.json"
 
@@ -103,7 +103,7 @@ class Run:
             if self.n_members > 1:
                 raise ValueError(f"{self.path} is an ensemble of {self.n_members} models; pick one with "
                                  f"run.member(i) (or --member i), i in 0..{self.n_members - 1}")
-            model = Transformer(self.config.model)
+            model = model_class(self.config.model)(self.config.model)
             model.load_state_dict(safe_torch_load(ckpt)["model"])
             self._model = model.to(self.device).eval()
         return self._model

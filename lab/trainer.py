@@ -15,6 +15,7 @@ import tasks
 
 from .config import ConfigError, RunConfig, TrainConfig, make_config
 from .ensemble import EnsembleTrainer, is_ensemble
+from .losses import pointwise_loss
 from .model import Transformer, build_model
 from .runs import (CHECKPOINT, CONFIG, METRICS, STATUS, Run, atomic_torch_save, atomic_write_bytes,
                    atomic_write_json, new_run_dir, read_metrics, safe_torch_load)
@@ -33,12 +34,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def prompt_loss(model: Transformer, fmt: tasks.formats.Format, p: tasks.Prompts, kind: str) -> torch.Tensor:
-    """Mean squared error over all predicted prefixes (Garg) or over the query (last point) only."""
+def prompt_loss(model: Transformer, fmt: tasks.formats.Format, p: tasks.Prompts, kind: str,
+                objective: str = "mse") -> torch.Tensor:
+    """The task's loss (`objective`) averaged over all predicted prefixes (Garg) or over the query only."""
     preds, targets = fmt.decode(model(fmt.encode(p))), fmt.targets(p)  # [B, m]
     if kind == "query":
         preds, targets = preds[:, -1], targets[:, -1]
-    return ((preds - targets) ** 2).mean()
+    return pointwise_loss(preds, targets, objective).mean()
 
 
 def make_optimizer(model: Transformer, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -101,7 +103,7 @@ class SoloEngine:
             group["lr"] = lr_at(tc, step)
         p = self.task.sample(tc.batch_size, n_points, seed=data_seed(tc.seed, step), d_active=d_active,
                              device=self.device)
-        loss = prompt_loss(self.model, self.fmt, p, tc.loss)
+        loss = prompt_loss(self.model, self.fmt, p, tc.loss, getattr(self.task, "objective", "mse"))
         if not torch.isfinite(loss):
             raise Diverged(f"the loss became {loss.item()}")
         self.opt.zero_grad(set_to_none=True)

@@ -60,7 +60,7 @@ def gf2(xs, ys):
         for p in range(n):  # reduce by the existing pivots
             hit = has[:, p] & (r[:, p] == 1)
             r = torch.where(hit[:, None], r ^ basis[:, p], r)
-        nonzero = r[:, :n].any(-1)
+        nonzero = (r[:, :n] != 0).any(-1)
         pivot = torch.where(nonzero, r[:, :n].argmax(-1), torch.zeros_like(idx))  # first set bit
         for p in range(n):  # keep the basis reduced: clear the new pivot column from the other rows
             hit = nonzero & has[:, p] & (basis[idx, p, pivot] == 1)

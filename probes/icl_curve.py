@@ -18,9 +18,23 @@ from .solvers import solve
 EVAL_SEED = 1_234_567  # eval prompts; training streams use seed * 1_000_003 + step
 
 
+EXACT_LEARNER = {"conjunction": ("elimination", {"kind": "conjunction"}),
+                 "disjunction": ("elimination", {"kind": "disjunction"}),
+                 "sparse_disjunction": ("elimination", {"kind": "disjunction"}),
+                 "parity": ("gf2", {}), "sparse_parity": ("gf2", {})}
+
+
 def baselines_for(task) -> dict[str, tuple[str, dict]]:
     """The reference learners shown beside a model: Garg's (OLS, 3-NN, averaging) and the zero predictor,
-    plus Lasso for sparse w and Bayes-optimal ridge (lam = sigma^2 / tau^2) for noisy y."""
+    plus Lasso for sparse w and Bayes-optimal ridge (lam = sigma^2 / tau^2) for noisy y. Boolean tasks
+    (Bhattamishra et al.): 1-NN, 3-NN, feature-wise averaging, the majority label, and the exact learner of the
+    class where there is one (literal elimination, GF(2) elimination)."""
+    if getattr(task, "metric", "") == "accuracy":
+        out = {"1-nn": ("knn", {"k": 1}), "3-nn": ("knn", {"k": 3}), "averaging": ("averaging", {}),
+               "majority": ("majority", {})}
+        if task.fn in EXACT_LEARNER:
+            out["exact"] = EXACT_LEARNER[task.fn]
+        return out
     out = {"ols": ("ols", {}), "averaging": ("averaging", {}), "3-nn": ("knn", {"k": 3}), "zero": ("zero", {})}
     if getattr(task, "sparsity", 0):
         out["lasso"] = ("lasso", {"alpha": 0.01})  # a light penalty: close to min-norm OLS plus sparsity
@@ -41,12 +55,18 @@ def bootstrap_curve(errors: torch.Tensor, n_boot: int = 1000, level: float = 0.9
 
 def curve_for_predictions(task, prompts: tasks.Prompts, predictions: dict, n_boot: int = 1000,
                           d_active: int | None = None) -> dict:
-    """The eval JSON object (DESIGN.md) for named predictions [B, n] on `prompts` (drawn with `d_active`)."""
-    scale = task.y_variance(d_active) if d_active else task.y_variance()
-    curves = {name: bootstrap_curve((preds.double() - prompts.ys.double()) ** 2 / scale, n_boot)
-              for name, preds in predictions.items()}
+    """The eval JSON object (DESIGN.md) for named predictions [B, n] on `prompts` (drawn with `d_active`):
+    normalised squared error, or accuracy (the sign of the prediction against a label in {-1, +1}) for tasks
+    whose metric is accuracy."""
+    ys = prompts.ys.double()
+    if getattr(task, "metric", "") == "accuracy":
+        score, metric = (lambda preds: ((preds.double() > 0) == (ys > 0)).double()), "accuracy"
+    else:
+        scale = task.y_variance(d_active) if d_active else task.y_variance()
+        score, metric = (lambda preds: (preds.double() - ys) ** 2 / scale), "squared error / E[y^2] (zero predictor = 1)"
+    curves = {name: bootstrap_curve(score(preds), n_boot) for name, preds in predictions.items()}
     return {"task": getattr(task, "name", type(task).__name__), "d": task.d, "k": list(range(prompts.n_points)),
-            "metric": "squared error / E[y^2] (zero predictor = 1)", "curves": curves}
+            "metric": metric, "curves": curves}
 
 
 def shifted_task(task, **changes):
@@ -82,9 +102,13 @@ def plot_curve(curve: dict) -> bytes:
         style = {"lw": 2.5, "color": "black"} if name == "model" else {"lw": 1.4}
         (line,) = ax.plot(k, c["mean"], label=name, **style)
         ax.fill_between(k, c["lo"], c["hi"], alpha=0.2, color=line.get_color(), lw=0)
-    ax.axvline(curve["d"], ls="--", color="grey", lw=1)
-    ax.set(xlabel="in-context examples k", ylabel="squared error / E[y^2]", ylim=(-0.02, 1.3),
-           title=f"{curve['task']}, d = {curve['d']}")
+    accuracy = curve["metric"] == "accuracy"
+    if accuracy:
+        ax.axhline(0.5, ls=":", color="grey", lw=1)
+    else:
+        ax.axvline(curve["d"], ls="--", color="grey", lw=1)
+    ax.set(xlabel="in-context examples k", ylabel=curve["metric"] if accuracy else "squared error / E[y^2]",
+           ylim=(0.3, 1.02) if accuracy else (-0.02, 1.3), title=f"{curve['task']}, d = {curve['d']}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return png_bytes(fig)

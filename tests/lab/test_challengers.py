@@ -1,0 +1,49 @@
+"""LSTM and Hyena challengers: causal, the FFT convolution equals the direct one, and they train on the same
+trainer and read through the same formats."""
+import pytest
+import torch
+
+import lab
+from lab.challengers import causal_fft_conv
+from lab.config import ConfigError, ModelConfig, make_config
+from lab.model import build_model
+
+
+def test_fft_convolution_equals_the_direct_causal_sum():
+    g = torch.Generator().manual_seed(0)
+    u, h = torch.randn(2, 3, 17, generator=g, dtype=torch.float64), torch.randn(3, 17, generator=g, dtype=torch.float64)
+    direct = torch.zeros_like(u)
+    for t in range(17):
+        for s in range(t + 1):
+            direct[..., t] += h[:, s] * u[..., t - s]
+    torch.testing.assert_close(causal_fft_conv(u, h), direct, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("arch", ["lstm", "hyena"])
+def test_outputs_never_depend_on_later_tokens(arch):
+    model = build_model(ModelConfig(arch=arch, n_layers=2, d_model=16, d_in=5, max_len=32), seed=1).double()
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 20, 5, generator=g, dtype=torch.float64)
+    changed = x.clone()
+    changed[:, 12:] = torch.randn(3, 8, 5, generator=g, dtype=torch.float64)
+    a, b = model(x), model(changed)
+    torch.testing.assert_close(a[:, :12], b[:, :12], rtol=0, atol=1e-12)
+    assert (a[:, 12:] - b[:, 12:]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("arch", ["lstm", "hyena"])
+def test_challengers_train_on_the_same_trainer_and_keep_hook_names(tmp_path, arch):
+    run = lab.train("boolean-tiny", {"model.arch": arch, "train.steps": 30, "train.log_every": 10,
+                                     "task.n": 6, "task.n_points": 10, "model.d_model": 32},
+                    out=tmp_path / arch, quiet=True)
+    losses = [r["loss"] for r in run.metrics]
+    assert losses[-1] < losses[0]
+    p = run.task.sample(4, 10, seed=0)
+    assert lab.load_run(run.path).predict(p).shape == (4, 10)
+    _, cache = run.model.run_with_cache(run.format.encode(p), names_filter=["hook_embed", "blocks.0.hook_resid_post"])
+    assert cache["blocks.0.hook_resid_post"].shape == (4, 20, 32)
+
+
+def test_ensembles_are_for_transformers():
+    with pytest.raises(ConfigError, match="ensemble.size must be 1 for model.arch = lstm"):
+        make_config("boolean-tiny", ["model.arch=lstm", "ensemble=2"])
