@@ -207,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("runs", cmd_runs, "list the runs under $LAB_RUNS (default ./runs)")
 
     p = add("reproduce", cmd_reproduce, "run a paper reproduction and check its claims")
-    p.add_argument("name", help="vo-1layer, vo-gdpp, akyurek-depth, fu-newton or fu-illcond")
+    p.add_argument("name", help="vo-1layer, vo-gdpp, akyurek-depth, fu-newton, fu-illcond, bhattamishra-table or "
+                                "teaching-sequences")
     p.add_argument("--scale", choices=["quick", "paper"], default="quick",
                    help="quick: a CPU in minutes; paper: the original setting (a GPU)")
     p.add_argument("--out", help="folder (default $LAB_RUNS/reproduce-NAME-SCALE; re-running resumes)")

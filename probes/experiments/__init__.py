@@ -4,7 +4,8 @@ from __future__ import annotations
 import importlib
 
 MODULES = {"vo-1layer": "vo_1layer", "vo-gdpp": "vo_gdpp", "akyurek-depth": "akyurek_depth",
-           "fu-newton": "fu_newton", "fu-illcond": "fu_illcond"}
+           "fu-newton": "fu_newton", "fu-illcond": "fu_illcond", "bhattamishra-table": "bhattamishra_table",
+           "teaching-sequences": "teaching_sequences"}
 
 
 def names() -> list[str]:

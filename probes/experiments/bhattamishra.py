@@ -1,0 +1,155 @@
+"""Bhattamishra et al. 2023, "Understanding in-context learning in transformers and LLMs by learning to learn
+discrete functions" (REFERENCES.md section 5).
+
+bhattamishra-table: per function class, the accuracy at the last prefix of a Transformer, an LSTM and a Hyena
+model trained on that class, beside 1-NN, 3-NN, feature-wise averaging, the majority label and the class's exact
+learner. teaching-sequences: accuracy against the number of examples with and without a teaching prefix, for
+conjunctions and sparse parity.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import lab
+from tasks.boolean import CLASSES
+
+from ..icl_curve import icl_curve
+from ..solvers import solve
+from .common import claim, experiment_dir, pyplot, result, save_figure, save_result
+
+ARCHS = ("transformer", "lstm", "hyena")
+SCALES = {
+    "quick": {"preset": "boolean-tiny", "n": 8, "n_points": 24, "steps": 1500, "n_layers": 2, "d_model": 64, "n_heads": 4, "lr": 2e-3,
+              "n_eval": 512, "classes": CLASSES, "archs": ARCHS},
+    "paper": {"preset": "boolean-paper", "n": 28, "n_points": 40, "steps": 30_000, "n_layers": 12, "d_model": 256, "n_heads": 8, "lr": 1e-4,
+              "n_eval": 1280, "classes": CLASSES, "archs": ARCHS},
+    "smoke": {"preset": "boolean-tiny", "n": 6, "n_points": 12, "steps": 4, "n_layers": 1, "d_model": 16, "n_heads": 2, "lr": 1e-3,
+              "n_eval": 32, "classes": ("conjunction", "sparse_parity"), "archs": ("transformer", "lstm")},  # tests
+}
+NEAR_PERFECT = ("conjunction", "disjunction")  # the acceptance's classes (the paper: also CNF, DNF, NN, ...)
+
+
+def _overrides(s: dict, fn: str, arch: str, teaching: bool = False) -> dict:
+    return {"task.n": s["n"], "task.n_points": s["n_points"], "task.fn": fn, "task.teaching": teaching,
+            "model.arch": arch, "model.n_layers": s["n_layers"], "model.d_model": s["d_model"],
+            "model.n_heads": s["n_heads"], "train.steps": s["steps"], "train.lr": s["lr"],
+            "model.max_len": 2 * s["n_points"]}
+
+
+def _train(s: dict, folder, name: str, overrides: dict, quiet: bool):
+    return lab.train(s["preset"], overrides, out=folder / name, quiet=quiet)
+
+
+def table_figure(table: dict, columns: list[str], path) -> None:
+    """Accuracy at the last prefix, classes x learners, as an annotated heatmap."""
+    plt = pyplot()
+    rows = list(table)
+    grid = np.array([[table[r].get(c, np.nan) for c in columns] for r in rows])
+    fig, ax = plt.subplots(figsize=(1.0 * len(columns) + 3, 0.42 * len(rows) + 1.6))
+    im = ax.imshow(grid, cmap="RdYlGn", vmin=0.4, vmax=1.0, aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(columns)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_title("accuracy at the last prefix", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def run_table(scale: str = "quick", out=None, quiet: bool = False) -> dict:
+    t0 = time.time()
+    s = SCALES[scale]
+    folder = experiment_dir("bhattamishra-table", scale, out)
+    table, run_dirs, baseline_names = {}, [], []
+    for fn in s["classes"]:
+        row = {}
+        for arch in s["archs"]:
+            trained = _train(s, folder, f"{fn}-{arch}", _overrides(s, fn, arch), quiet)
+            run_dirs.append(trained.path)
+            curve = icl_curve(trained, n_prompts=s["n_eval"], n_boot=200)
+            row[arch] = curve["curves"]["model"]["mean"][-1]
+            if arch == s["archs"][0]:  # the baselines: the same prompts (same seed) for every architecture
+                for name, c in curve["curves"].items():
+                    if name != "model":
+                        row[name] = c["mean"][-1]
+                        baseline_names += [name] if name not in baseline_names else []
+        if fn == "sparse_parity":  # the paper's per-prompt net, the one learner that solves it
+            p = trained.task.sample(min(s["n_eval"], 128), s["n_points"], seed=7)
+            row["per-prompt net"] = float(((solve("mlp", p) > 0) == (p.ys > 0)).double()[:, -1].mean())
+        table[fn] = row
+    columns = list(s["archs"]) + baseline_names + (["per-prompt net"] if "sparse_parity" in table else [])
+    table_figure(table, columns, folder / "figures" / "table.png")
+    claims = []
+    for fn in NEAR_PERFECT:
+        if fn in table:
+            acc = table[fn]["transformer"]
+            claims.append(claim(f"Transformer near-perfect on {fn} (last-prefix accuracy >= 0.95)", 1.0, acc,
+                                acc >= 0.95))
+    for fn in ("parity", "sparse_parity"):
+        if fn in table:
+            accs = [table[fn][a] for a in s["archs"]]
+            claims.append(claim(f"every sequence model at chance on {fn} (all within 0.5 +- 0.06)", 0.5,
+                                max(accs, key=lambda a: abs(a - 0.5)), all(abs(a - 0.5) <= 0.06 for a in accs)))
+    if "sparse_parity" in table:
+        net = table["sparse_parity"]["per-prompt net"]
+        claims.append(claim("a net trained per prompt solves sparse parity (>= 0.9)", "solves (10, 2)", net,
+                            net >= 0.9))
+    if "hyena" in s["archs"]:
+        gaps = {fn: abs(r["hyena"] - r["transformer"]) for fn, r in table.items() if fn != "nearest_neighbour"}
+        worst = max(gaps, key=gaps.get)
+        claims.append(claim("Hyena matches the Transformer except on nearest neighbour (gap <= 0.05)", 0.0,
+                            round(gaps[worst], 4), gaps[worst] <= 0.05))
+    res = result("bhattamishra-table", scale, time.time() - t0, run_dirs, claims,
+                 {"table": table, "columns": columns, "n": s["n"], "n_points": s["n_points"]})
+    save_result(folder, res)
+    return res
+
+
+def teaching_figure(curves: dict, path) -> None:
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 3.6), squeeze=False)
+    for ax, (fn, by_teaching) in zip(axes[0], curves.items()):
+        for teaching, style in ((False, "--"), (True, "-")):
+            c = by_teaching[teaching]
+            label = "with teaching prefix" if teaching else "random examples"
+            ax.plot(c["k"], c["curves"]["model"]["mean"], style, color="black", label=f"Transformer, {label}")
+            ax.plot(c["k"], c["curves"]["exact"]["mean"], style, color="C2", lw=1, label=f"exact learner, {label}")
+        ax.axhline(0.5, ls=":", color="grey", lw=1)
+        ax.set(title=fn, xlabel="in-context examples k", ylabel="accuracy", ylim=(0.3, 1.02))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def run_teaching(scale: str = "quick", out=None, quiet: bool = False) -> dict:
+    t0 = time.time()
+    s = SCALES[scale]
+    folder = experiment_dir("teaching-sequences", scale, out)
+    curves, run_dirs, metrics = {}, [], {}
+    for fn in ("conjunction", "sparse_parity"):
+        n_points = max(s["n_points"], s["n"] + 8)  # room for the prefix (at most n + 2) and examples after it
+        curves[fn] = {}
+        for teaching in (False, True):
+            o = {**_overrides(s, fn, "transformer", teaching), "task.n_points": n_points,
+                 "model.max_len": 2 * n_points}
+            trained = _train(s, folder, f"{fn}-{'teaching' if teaching else 'random'}", o, quiet)
+            run_dirs.append(trained.path)
+            curves[fn][teaching] = icl_curve(trained, n_prompts=s["n_eval"], n_boot=200)
+        start = s["n"] + 2  # every teaching prefix has ended here
+        after = {t: float(np.mean(curves[fn][t]["curves"]["model"]["mean"][start:])) for t in (False, True)}
+        metrics[fn] = {"model_accuracy_after_prefix": {"random": after[False], "teaching": after[True]},
+                       "from_k": start}
+    teaching_figure(curves, folder / "figures" / "teaching.png")
+    claims = [claim(f"a teaching prefix makes {fn} learning more sample-efficient (Transformer accuracy after the "
+                    f"prefix, teaching vs random examples)", "higher with teaching",
+                    f"{m['model_accuracy_after_prefix']['teaching']:.3f} vs {m['model_accuracy_after_prefix']['random']:.3f}",
+                    m["model_accuracy_after_prefix"]["teaching"] > m["model_accuracy_after_prefix"]["random"])
+              for fn, m in metrics.items()]
+    res = result("teaching-sequences", scale, time.time() - t0, run_dirs, claims, metrics)
+    save_result(folder, res)
+    return res
