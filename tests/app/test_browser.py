@@ -17,7 +17,7 @@ from dashboard_server import dashboard  # noqa: E402
 
 REPO = Path(__file__).parents[2]
 PAGES = {"": "Runs", "icl_curve": "In-context curve", "inside": "Inside the model",
-         "algorithm": "Which algorithm?", "tour": "Tour"}
+         "algorithm": "Which algorithm?", "boolean": "Boolean functions", "tour": "Tour"}
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 import lab  # noqa: E402
 
 MAIN = str(Path(__file__).parents[2] / "app" / "main.py")
-PAGES = ["views/runs.py", "views/icl_curve.py", "views/inside.py", "views/algorithm.py", "views/tour.py"]
+PAGES = ["views/runs.py", "views/icl_curve.py", "views/inside.py", "views/algorithm.py", "views/tour.py",
+         "views/boolean.py"]
 SMALL = ["train.steps=40", "model.d_model=16", "model.n_layers=2", "train.batch_size=32"]
 
 
@@ -22,6 +23,8 @@ SMALL = ["train.steps=40", "model.d_model=16", "model.n_layers=2", "train.batch_
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("dash") / "runs"
     lab.train("tiny-linreg", SMALL + ["ensemble=2", "train.log_every=10"], out=root / "ens", quiet=True)
+    lab.train("boolean-tiny", ["task.n=6", "task.n_points=10", "train.steps=20", "model.d_model=16"],
+              out=root / "bool", quiet=True)
     lab.train("tiny-linreg", SMALL, out=root / "small", quiet=True)
     return root
 
@@ -60,6 +63,16 @@ def test_an_ensemble_member_can_be_picked_and_looked_at(app):
     assert "Selected: ens" in _texts(app)
     _page(app, "views/icl_curve.py")
     assert not app.error and len(app.metric) == 2
+
+
+def test_boolean_page_recomputes_for_another_class(app):
+    app.sidebar.selectbox(key="run_picker").set_value("bool").run()
+    _page(app, "views/boolean.py")
+    assert not app.error
+    before = [m.value for m in app.metric]
+    app.selectbox(key="bool_fn").set_value("parity").run()
+    assert not app.exception and "out of its training distribution" in _texts(app)
+    assert [m.value for m in app.metric] != before
 
 
 def test_icl_curve_recomputes_when_the_noise_changes(app):
@@ -142,7 +155,7 @@ def test_bad_run_folders_show_a_message_never_a_crash(tmp_path, monkeypatch, roo
     at.sidebar.selectbox(key="run_picker").set_value(name).run()
     _page(at, page)
     shown = _texts(at)
-    if page in ("views/runs.py", "views/tour.py"):  # pages that need no model: they list, never crash
+    if page in ("views/runs.py", "views/tour.py", "views/boolean.py"):  # these show other things too: no crash
         return
     if name == "still-training":
         assert "Still training" in shown

@@ -1,0 +1,70 @@
+"""Boolean functions in context (Bhattamishra et al. 2023): a Boolean run's accuracy against the number of
+examples beside the baselines and the exact learner, on its own class or another; and the class x architecture
+table of `lab reproduce bhattamishra-table`."""
+import streamlit as st
+
+from app import common, jobs
+from probes.experiments.common import experiment_dir
+from probes.icl_curve import icl_curve, plot_curve, shifted_task
+from tasks.boolean import CLASSES, TEACHABLE
+
+st.title("Boolean functions")
+common.sidebar()
+st.caption("Inputs in {-1, +1}^n, a fresh function per prompt, labels +-1; accuracy of the sign of the prediction "
+           "against the number of in-context examples k, with 90% bootstrap bands.")
+run = common.selected_run()
+if run is not None and run.config.task.name != "boolean":
+    st.info(f"{run.path.name} trains {run.config.task.name}. Train a Boolean run to see its curve here: "
+            "`lab train boolean-tiny task.fn=conjunction` (or start it from the Runs page).")
+elif run is not None:
+    common.status_note(run)
+    task = run.task
+    c1, c2, c3 = st.columns(3)
+    fn = c1.selectbox("Function class of the prompts", CLASSES, index=CLASSES.index(task.fn), key="bool_fn")
+    teaching = c2.toggle("Teaching prefix first", value=task.teaching, disabled=fn not in TEACHABLE,
+                         key="bool_teaching") and fn in TEACHABLE
+    n_prompts = c3.select_slider("Prompts", [128, 256, 512, 1024], 256, key="bool_prompts")
+    if fn != task.fn or teaching != task.teaching:
+        st.caption(f"The model was trained on {task.fn}{' with teaching prefixes' if task.teaching else ''}: "
+                   "these prompts are out of its training distribution.")
+
+    @st.cache_data(max_entries=32, show_spinner="Computing accuracies...")
+    def curve(path: str, member, stamp: float, fn: str, teaching: bool, n_prompts: int) -> dict:
+        return icl_curve(run, n_prompts=n_prompts, n_boot=300, task=shifted_task(run.task, fn=fn, teaching=teaching))
+
+    with common.guard("The accuracy curve"):
+        result = curve(str(run.path), st.session_state.get("member"), common.checkpoint_stamp(run.path), fn,
+                       teaching, n_prompts)
+        left, right = st.columns([3, 2])
+        with left:
+            common.image(plot_curve(result))
+        with right:
+            model = result["curves"]["model"]["mean"]
+            st.metric("Model accuracy at the last prefix", f"{model[-1]:.3f}")
+            best = max((n for n in result["curves"] if n != "model"), key=lambda n: result["curves"][n]["mean"][-1])
+            st.metric(f"Best baseline there ({best})", f"{result['curves'][best]['mean'][-1]:.3f}")
+            st.dataframe({"learner": list(result["curves"]),
+                          "accuracy, last prefix": [round(c["mean"][-1], 3) for c in result["curves"].values()]},
+                         hide_index=True)
+
+st.subheader("Classes x architectures")
+folder = experiment_dir("bhattamishra-table", "quick")
+res = common.read_json(folder / "result.json")
+if res is None:
+    job = jobs.state("boolean-table")
+    if job is not None and job["running"]:
+        st.info("`lab reproduce bhattamishra-table --scale quick` is running (about 30 min on a laptop CPU).")
+        st.code(job["log"] or "(starting)", language=None)
+    else:
+        st.caption("Not computed yet: `lab reproduce bhattamishra-table` (about 30 minutes on a laptop CPU), or:")
+        if st.button("Run it in the background", key="bool_table_run"):
+            jobs.start("boolean-table", ["reproduce", "bhattamishra-table", "--scale", "quick", "--quiet"])
+            st.rerun()
+else:
+    if (folder / "figures" / "table.png").is_file():
+        common.image((folder / "figures" / "table.png").read_bytes())
+    st.dataframe([{"claim": c["claim"], "paper": common.number(c["paper"]), "ours": common.number(c["ours"]),
+                   "passed": "yes" if c["passed"] else "no"} for c in res["claims"]], hide_index=True, width="stretch")
+st.markdown("**What to notice.** Conjunctions and disjunctions are learned almost as well as the exact learner "
+            "(literal elimination), while every sequence model stays at chance on parities, which Gaussian "
+            "elimination over GF(2) solves exactly. A teaching prefix puts the most informative examples first.")
