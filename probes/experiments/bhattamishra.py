@@ -21,7 +21,7 @@ from .common import claim, experiment_dir, pyplot, result, save_figure, save_res
 
 ARCHS = ("transformer", "lstm", "hyena")
 SCALES = {
-    "quick": {"preset": "boolean-tiny", "n": 8, "n_points": 24, "steps": 1500, "n_layers": 2, "d_model": 64, "n_heads": 4, "lr": 2e-3,
+    "quick": {"preset": "boolean-tiny", "n": 6, "n_points": 20, "steps": 2000, "n_layers": 2, "d_model": 64, "n_heads": 4, "lr": 2e-3,
               "n_eval": 512, "classes": CLASSES, "archs": ARCHS},
     "paper": {"preset": "boolean-paper", "n": 28, "n_points": 40, "steps": 30_000, "n_layers": 12, "d_model": 256, "n_heads": 8, "lr": 1e-4,
               "n_eval": 1280, "classes": CLASSES, "archs": ARCHS},
