@@ -38,10 +38,10 @@ class _LSTMLayer(nn.Module):
     def __init__(self, D: int):
         super().__init__()
         self.lstm = nn.LSTM(D, D, batch_first=True)
-        self.hook_resid_post = HookPoint()  # [B, T, D]
+        self.hook_resid_pre, self.hook_resid_post = HookPoint(), HookPoint()  # [B, T, D]: the layer's input, output
 
     def forward(self, x):
-        return self.hook_resid_post(self.lstm(x)[0])
+        return self.hook_resid_post(self.lstm(self.hook_resid_pre(x))[0])
 
 
 class LSTMModel(_ReadInOut):

@@ -157,6 +157,8 @@ def not_applicable(run, kind: str) -> str | None:
     if kind not in PROBES:
         return f"is not a probe; choose one of: {', '.join(PROBES)}"
     cfg = run.config
+    if cfg.task.name != "linear_regression":
+        return f"compares a model with regression algorithms, and this run learns {cfg.task.name} functions"
     if kind in ("readout", "probe") and cfg.task.format == "stacked":
         return ("reads every prefix's state, and this run's stacked format predicts only its last point (use "
                 "match, or a run with an interleaved/disjoint/paired format)")

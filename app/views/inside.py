@@ -32,11 +32,15 @@ if run is not None:
         m4.metric("True y of the query", f"{prompt.ys[0, -1].item():.4f}")
 
     labels = patching.token_labels(run, n)
+    arch = run.config.model.arch
     st.subheader("Attention patterns (edited prompt)")
-    with common.guard("The attention patterns"):
-        pats = patching.attention_patterns(run, edited)
-        common.image(png_bytes(patching.patterns_figure(pats, labels, "query token (rows) attends to key token "
-                                                                       "(columns)")))
+    if arch != "transformer":
+        st.info(f"This run is a {arch} model: it has no attention to show.")
+    else:
+        with common.guard("The attention patterns"):
+            pats = patching.attention_patterns(run, edited)
+            common.image(png_bytes(patching.patterns_figure(pats, labels, "query token (rows) attends to key "
+                                                                           "token (columns)")))
 
     st.subheader("Activation patching: original (clean) vs edited (corrupt)")
     st.caption("Each cell: run the edited prompt, but put back the original residual stream at one layer and "

@@ -21,12 +21,13 @@ from .common import claim, experiment_dir, pyplot, result, save_figure, save_res
 
 ARCHS = ("transformer", "lstm", "hyena")
 SCALES = {
-    "quick": {"preset": "boolean-tiny", "n": 6, "n_points": 20, "steps": 2000, "n_layers": 2, "d_model": 64, "n_heads": 4, "lr": 2e-3,
-              "n_eval": 512, "classes": CLASSES, "archs": ARCHS},
-    "paper": {"preset": "boolean-paper", "n": 28, "n_points": 40, "steps": 30_000, "n_layers": 12, "d_model": 256, "n_heads": 8, "lr": 1e-4,
-              "n_eval": 1280, "classes": CLASSES, "archs": ARCHS},
-    "smoke": {"preset": "boolean-tiny", "n": 6, "n_points": 12, "steps": 4, "n_layers": 1, "d_model": 16, "n_heads": 2, "lr": 1e-3,
-              "n_eval": 32, "classes": ("conjunction", "sparse_parity"), "archs": ("transformer", "lstm")},  # tests
+    "quick": {"preset": "boolean-tiny", "n": 6, "n_points": 20, "steps": 2000, "n_layers": 2, "d_model": 64,
+              "n_heads": 4, "lr": 2e-3, "n_eval": 512, "classes": CLASSES, "archs": ARCHS},
+    "paper": {"preset": "boolean-paper", "n": 28, "n_points": 40, "steps": 30_000, "n_layers": 12, "d_model": 256,
+              "n_heads": 8, "lr": 1e-4, "n_eval": 1280, "classes": CLASSES, "archs": ARCHS},
+    "smoke": {"preset": "boolean-tiny", "n": 6, "n_points": 12, "steps": 4, "n_layers": 1, "d_model": 16,
+              "n_heads": 2, "lr": 1e-3, "n_eval": 32, "classes": ("conjunction", "sparse_parity"),
+              "archs": ("transformer", "lstm")},  # tests only
 }
 NEAR_PERFECT = ("conjunction", "disjunction")  # the acceptance's classes (the paper: also CNF, DNF, NN, ...)
 

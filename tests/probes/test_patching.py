@@ -72,3 +72,10 @@ def test_construction_probe_recognises_the_gd_construction(tmp_path):
 def test_construction_probe_refuses_other_models(run):
     with pytest.raises(ValueError, match="lab train vo-lsa-1layer"):
         probe_run(run, "construction", n_prompts=50)
+
+
+def test_regression_probes_refuse_boolean_runs(tmp_path):
+    run = lab.train("boolean-tiny", {"task.n": 5, "task.n_points": 6, "train.steps": 2, "model.d_model": 16},
+                    out=tmp_path / "b", quiet=True)
+    with pytest.raises(ValueError, match="learns boolean functions"):
+        probe_run(run, "match", n_prompts=20)
