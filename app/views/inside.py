@@ -3,6 +3,7 @@ import streamlit as st
 
 from app import common
 from probes import patching, solve
+from probes.icl_curve import baselines_for
 from probes.figures import png_bytes
 
 st.title("Inside the model")
@@ -11,6 +12,7 @@ run = common.selected_run()
 if run is not None:
     common.status_note(run)
     n = run.config.task.n_points
+    boolean = getattr(run.task, "metric", "") == "accuracy"
     c1, c2, c3 = st.columns(3)
     seed = c1.number_input("Prompt seed", 0, 10**6, 0, key="prompt_seed")
     prompt = run.task.sample(1, n, seed=int(seed))
@@ -24,11 +26,16 @@ if run is not None:
 
     with common.guard("The prediction"):
         before, after = patching.query_prediction(run, prompt).item(), patching.query_prediction(run, edited).item()
-        ols = solve("ols", edited)[0, -1].item()
+        # the reference learner beside the model: least squares, or for Boolean tasks the exact learner (or 1-NN)
+        reference = baselines_for(run.task).get("exact", ("knn", {"k": 1})) if boolean else ("ols", {})
+        ref_label = {"ols": "Least squares", "knn": "1-NN", "elimination": "Literal elimination",
+                     "gf2": "GF(2) elimination"}[reference[0]]
+        ref = solve(reference[0], edited, **reference[1])[0, -1].item()
         m1, m2, m3, m4 = st.columns(4)
-        m1.metric("Prediction, original prompt", f"{before:.4f}")
-        m2.metric("Prediction, edited prompt", f"{after:.4f}", delta=f"{after - before:+.4f}")
-        m3.metric("Least squares on the edited prompt", f"{ols:.4f}")
+        unit = "logit for y = +1" if boolean else "prediction"
+        m1.metric(f"Model {unit}, original prompt", f"{before:.4f}")
+        m2.metric(f"Model {unit}, edited prompt", f"{after:.4f}", delta=f"{after - before:+.4f}")
+        m3.metric(f"{ref_label} on the edited prompt", f"{ref:.4f}")
         m4.metric("True y of the query", f"{prompt.ys[0, -1].item():.4f}")
 
     labels = patching.token_labels(run, n)

@@ -75,6 +75,13 @@ def test_boolean_page_recomputes_for_another_class(app):
     assert [m.value for m in app.metric] != before
 
 
+def test_inside_page_on_a_boolean_run_compares_with_the_exact_learner(app):
+    app.sidebar.selectbox(key="run_picker").set_value("bool").run()
+    _page(app, "views/inside.py")
+    labels = [m.label for m in app.metric]
+    assert "Literal elimination on the edited prompt" in labels and "Model logit for y = +1, edited prompt" in labels
+
+
 def test_icl_curve_recomputes_when_the_noise_changes(app):
     _page(app, "views/icl_curve.py")
     before = [m.value for m in app.metric]
@@ -85,11 +92,11 @@ def test_icl_curve_recomputes_when_the_noise_changes(app):
 
 def test_editing_an_example_changes_the_prediction(app):
     _page(app, "views/inside.py")
-    edited = next(m for m in app.metric if m.label == "Prediction, edited prompt").value
+    edited = next(m for m in app.metric if m.label == "Model prediction, edited prompt").value
     key = next(n.key for n in app.number_input if n.key.startswith("edit_y"))
     app.number_input(key=key).set_value(25.0).run()
     assert not app.exception
-    assert next(m for m in app.metric if m.label == "Prediction, edited prompt").value != edited
+    assert next(m for m in app.metric if m.label == "Model prediction, edited prompt").value != edited
 
 
 def test_running_a_probe_from_the_page_shows_its_result(app, root):
