@@ -168,3 +168,12 @@ def test_cuda_graph_steps_equal_eager_steps_and_capture_once_per_bucket():
     graphed, engine = _engine_losses(cfg, "cuda", 14)
     assert engine.use_graphs and engine.graph_captures == 2  # buckets of 8 and 16 points, not 4 lengths
     torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-6)
+
+
+def test_ensemble_members_equal_solo_runs_on_a_boolean_task_too(tmp_path):
+    """The binary cross-entropy objective goes through the stacked path the same way."""
+    ov = {"task.n": 5, "task.n_points": 8, "model.d_model": 16, "train.steps": 12, "train.log_every": 1}
+    ens = train("boolean-tiny", {**ov, "ensemble": 2}, out=tmp_path / "e", quiet=True)
+    for i in range(2):
+        solo = train("boolean-tiny", {**ov, "train.seed": i}, out=tmp_path / f"s{i}", quiet=True)
+        torch.testing.assert_close(_curve(ens.member(i)), _curve(solo), rtol=1e-5, atol=1e-7)
