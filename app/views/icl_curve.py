@@ -3,7 +3,7 @@ prompts or on shifted ones (Garg et al. fig. 2 and their out-of-distribution tes
 import streamlit as st
 
 from app import common
-from probes.icl_curve import baselines_for, icl_curve, plot_curve, shifted_task
+from probes.icl_curve import icl_curve, plot_curve, shifted_task
 
 st.title("In-context curve")
 common.sidebar()

@@ -1,7 +1,6 @@
 """The dashboard through streamlit's AppTest: every page renders against a small run made here, one
 interaction per page changes what is shown, and bad run folders give messages, not exceptions."""
 import json
-import os
 import time
 import urllib.request
 from pathlib import Path

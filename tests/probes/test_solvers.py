@@ -57,7 +57,7 @@ def test_gd_matches_closed_form(normalize):
 
     def fit(X, y):
         N = X.shape[0] if normalize else 1
-        S, A = X.T @ X / N, np.eye(X.shape[1]) - lr * X.T @ X / N
+        A = np.eye(X.shape[1]) - lr * X.T @ X / N
         return sum(np.linalg.matrix_power(A, t) for t in range(steps)) @ (lr * X.T @ y / N)
 
     got = probes.solve("gd", p, steps=steps, lr=lr, normalize=normalize)
