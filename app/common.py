@@ -10,20 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 import lab
-from lab.runs import CHECKPOINT, CONFIG, METRICS, STATUS, read_metrics, runs_root
-
-
-def scan_runs() -> tuple[list[lab.Run], list[tuple[Path, str]]]:
-    """The readable runs under $LAB_RUNS, and (folder, problem) for folders with a config that cannot be read."""
-    root, runs, problems = runs_root(), [], []
-    for path in sorted(root.iterdir()) if root.is_dir() else []:
-        if not (path / CONFIG).is_file():
-            continue
-        try:
-            runs.append(lab.Run(path))
-        except Exception as e:  # a bad config must not take the page down
-            problems.append((path, f"unreadable config.json ({type(e).__name__}: {e})"))
-    return runs, problems
+from lab.runs import CHECKPOINT, CONFIG, METRICS, STATUS, read_metrics, runs_root, scan_runs
 
 
 def run_summary(run: lab.Run) -> dict:
@@ -56,7 +43,7 @@ def _load(path: str, member: int | None, stamp: float) -> lab.Run:
 
 def sidebar() -> tuple[list[lab.Run], list[tuple[Path, str]]]:
     """The run picker every page starts with: the selected run (and ensemble member) live in session state.
-    Returns what `scan_runs` found."""
+    Returns what `lab.runs.scan_runs` found."""
     with st.sidebar:
         runs, problems = scan_runs()
         names = [r.path.name for r in runs]

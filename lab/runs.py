@@ -171,14 +171,23 @@ def load_run(path, device: str = "cpu") -> Run:
     return Run(path, device=device)
 
 
-def list_runs(root: Path | None = None) -> list[Run]:
-    """The readable runs under `root` (default $LAB_RUNS); an unreadable folder is skipped with a warning."""
+def scan_runs(root: Path | None = None) -> tuple[list[Run], list[tuple[Path, str]]]:
+    """The readable runs under `root` (default $LAB_RUNS), and (folder, why) for each folder with a config.json
+    that cannot be read (a bad config never stops the listing)."""
     root = Path(root) if root else runs_root()
-    runs = []
+    runs, problems = [], []
     for path in sorted(root.iterdir()) if root.is_dir() else []:
         if (path / CONFIG).is_file():
             try:
                 runs.append(Run(path))
-            except (ValueError, OSError) as e:
-                warnings.warn(f"skipping {path}: {e}", stacklevel=2)
+            except Exception as e:
+                problems.append((path, f"unreadable config.json ({type(e).__name__}: {e})"))
+    return runs, problems
+
+
+def list_runs(root: Path | None = None) -> list[Run]:
+    """The readable runs under `root` (default $LAB_RUNS); an unreadable folder is skipped with a warning."""
+    runs, problems = scan_runs(root)
+    for path, why in problems:
+        warnings.warn(f"skipping {path}: {why}", stacklevel=2)
     return runs

@@ -12,6 +12,7 @@ import torch
 import tasks
 from lab.runs import atomic_write_bytes, atomic_write_json
 
+from .boolean_learners import accuracy
 from .figures import png_bytes, pyplot
 from .solvers import solve
 
@@ -60,7 +61,7 @@ def curve_for_predictions(task, prompts: tasks.Prompts, predictions: dict, n_boo
     whose metric is accuracy."""
     ys = prompts.ys.double()
     if getattr(task, "metric", "") == "accuracy":
-        score, metric = (lambda preds: ((preds.double() > 0) == (ys > 0)).double()), "accuracy"
+        score, metric = (lambda preds: accuracy(preds, ys)), "accuracy"
     else:
         scale = task.y_variance(d_active) if d_active else task.y_variance()
         score, metric = (lambda preds: (preds.double() - ys) ** 2 / scale), "squared error / E[y^2] (zero predictor = 1)"

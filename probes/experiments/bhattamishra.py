@@ -15,6 +15,7 @@ import numpy as np
 import lab
 from tasks.boolean import CLASSES
 
+from ..boolean_learners import accuracy
 from ..icl_curve import icl_curve
 from ..solvers import solve
 from .common import claim, experiment_dir, pyplot, result, save_figure, save_result
@@ -81,7 +82,7 @@ def run_table(scale: str = "quick", out=None, quiet: bool = False) -> dict:
                         baseline_names += [name] if name not in baseline_names else []
         if fn == "sparse_parity":  # the paper's per-prompt net, the one learner that solves it
             p = trained.task.sample(min(s["n_eval"], 128), s["n_points"], seed=7)
-            row["per-prompt net"] = float(((solve("mlp", p) > 0) == (p.ys > 0)).double()[:, -1].mean())
+            row["per-prompt net"] = float(accuracy(solve("mlp", p), p.ys)[:, -1].mean())
         table[fn] = row
     columns = list(s["archs"]) + baseline_names + (["per-prompt net"] if "sparse_parity" in table else [])
     table_figure(table, columns, folder / "figures" / "table.png")
