@@ -28,7 +28,7 @@ class TaskConfig:
     """Which task and token format; `params` are the task's own arguments (e.g. d, noise_std)."""
 
     name: str = "linear_regression"
-    format: Literal["interleaved", "disjoint", "paired", "stacked"] = "interleaved"
+    format: Literal["interleaved", "disjoint", "paired", "stacked", "graph"] = "interleaved"
     n_points: int = 41
     params: dict = field(default_factory=dict)
 
@@ -75,8 +75,7 @@ class ModelConfig:
         _need(self.d_model % self.n_heads == 0, "model.d_model", f"a multiple of model.n_heads = {self.n_heads}",
               self.d_model)
         _need(self.d_mlp >= -1, "model.d_mlp", ">= 0 (0 = no MLP) or -1 (4 x d_model)", self.d_mlp)
-        _need(self.input != "tokens" or self.vocab_size >= 1, "model.vocab_size", ">= 1 for token-id input",
-              self.vocab_size)
+        _need(self.vocab_size >= 0, "model.vocab_size", ">= 0 (0: set from the task)", self.vocab_size)
         _need(self.output == "scalar" or self.n_classes >= 2, "model.n_classes", ">= 2", self.n_classes)
         _need(self.init_std > 0, "model.init_std", "> 0", self.init_std)
         if self.arch != "transformer":
@@ -96,7 +95,7 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 64
     lr: float = 1e-4
-    optimizer: Literal["adam", "adamw"] = "adam"
+    optimizer: Literal["adam", "adamw", "signum"] = "adam"  # signum: sign of momentum (lab/optimizers.py)
     weight_decay: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.999
@@ -192,7 +191,21 @@ class RunConfig:
         _need(self.ensemble.size == 1 or self.model.arch == "transformer", "ensemble.size",
               "1 for model.arch = " + self.model.arch + " (ensembles stack Transformers)", self.ensemble.size)
         fmt = tasks.formats.get(self.task.format)
-        longest = fmt.seq_len(self.task.n_points)
+        formats = getattr(task, "formats", ("interleaved", "disjoint", "paired", "stacked"))
+        _need(fmt.name in formats, "task.format", f"one of {', '.join(formats)} for task {self.task.name}", fmt.name)
+        _need(self.model.input != "tokens" or hasattr(task, "vocab_size"), "model.input",
+              f"vector or identity for task {self.task.name} (token ids need a token task such as graph_search)",
+              self.model.input)
+        if fmt.name == "graph":
+            _need(self.model.arch == "transformer", "model.arch", "transformer for the graph format (padding mask)",
+                  self.model.arch)
+            _need(self.model.input == "tokens", "model.input", "tokens for the graph format", self.model.input)
+            _need(self.model.output == "classes", "model.output", "classes for the graph format", self.model.output)
+            _need(self.ensemble.size == 1, "ensemble.size", "1 for the graph format (ensembles take vector prompts)",
+                  self.ensemble.size)
+        _need(self.ensemble.size == 1 or self.train.optimizer != "signum", "ensemble.size",
+              "1 with train.optimizer = signum (ensembles use Adam/AdamW)", self.ensemble.size)
+        longest = task.seq_len() if hasattr(task, "seq_len") else fmt.seq_len(self.task.n_points)
         _need(self.model.pos == "none" or longest <= self.model.max_len, "model.max_len",
               f">= the longest sequence ({longest} tokens)", self.model.max_len)
         _need(self.model.d_in in (0, fmt.input_dim(d)), "model.d_in",
@@ -206,6 +219,9 @@ class RunConfig:
         cfg = copy.deepcopy(self).validate()
         d = cfg.task.build().d
         cfg.model.d_in = tasks.formats.get(cfg.task.format).input_dim(d)
+        task = cfg.task.build()
+        if hasattr(task, "vocab_size"):  # token-id tasks set the vocabulary and the classes (vertex ids)
+            cfg.model.vocab_size, cfg.model.n_classes = task.vocab_size, task.ids
         cfg.model.d_mlp = cfg.model.mlp_width
         cfg.curriculum.dims_end = cfg.curriculum.dims_end or d
         cfg.curriculum.points_end = cfg.curriculum.points_end or cfg.task.n_points

@@ -15,8 +15,9 @@ import tasks
 
 from .config import ConfigError, RunConfig, TrainConfig, make_config
 from .ensemble import EnsembleTrainer, is_ensemble
-from .losses import pointwise_loss
+from .losses import pointwise_loss, set_cross_entropy
 from .model import Transformer, build_model
+from .optimizers import SignMomentum
 from .runs import (CHECKPOINT, CONFIG, METRICS, STATUS, Run, atomic_torch_save, atomic_write_bytes,
                    atomic_write_json, new_run_dir, read_metrics, safe_torch_load)
 from .schedule import data_seed, lr_at
@@ -36,14 +37,19 @@ def resolve_device(name: str) -> torch.device:
 
 def prompt_loss(model: Transformer, fmt: tasks.formats.Format, p: tasks.Prompts, kind: str,
                 objective: str = "mse") -> torch.Tensor:
-    """The task's loss (`objective`) averaged over all predicted prefixes (Garg) or over the query only."""
-    preds, targets = fmt.decode(model(fmt.encode(p))), fmt.targets(p)  # [B, m]
+    """The task's loss (`objective`) averaged over all predicted prefixes (Garg) or over the query only; "set": one
+    prediction per prompt, a class out of a target set (graph search)."""
+    preds, targets = fmt.outputs(model, p), fmt.targets(p)  # [B, m] (or logits [B, C] and a target set [B, C])
+    if objective == "set":
+        return set_cross_entropy(preds, targets).mean()
     if kind == "query":
         preds, targets = preds[:, -1], targets[:, -1]
     return pointwise_loss(preds, targets, objective).mean()
 
 
 def make_optimizer(model: Transformer, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "signum":
+        return SignMomentum(model.parameters(), lr=cfg.lr, beta1=cfg.beta1, weight_decay=cfg.weight_decay)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return cls(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
 

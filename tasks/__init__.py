@@ -1,8 +1,9 @@
 """Synthetic in-context tasks and their ground truth. Imports nothing else of the lab's."""
 from . import formats
 from .boolean import BooleanFunctions
+from .graph_search import GraphSearch
 from .linear_regression import LinearRegression
 from .prompts import Prompts
 from .registry import get, names, task_class
 
-__all__ = ["get", "names", "task_class", "formats", "Prompts", "LinearRegression", "BooleanFunctions"]
+__all__ = ["get", "names", "task_class", "formats", "Prompts", "LinearRegression", "BooleanFunctions", "GraphSearch"]

@@ -8,6 +8,7 @@ from typing import Callable
 
 import torch
 
+from .graph_search import PAD, encode_tokens, lengths
 from .prompts import Prompts
 
 
@@ -40,6 +41,10 @@ class Format:
 
     def predict(self, forward: Callable[[torch.Tensor], torch.Tensor], p: Prompts) -> torch.Tensor:
         """Prefix-wise predictions [B, n] of the model `forward` (inputs -> outputs [B, T])."""
+        return self.decode(forward(self.encode(p)))
+
+    def outputs(self, forward: Callable[[torch.Tensor], torch.Tensor], p: Prompts) -> torch.Tensor:
+        """What the training loss compares with `targets(p)`, from one forward pass."""
         return self.decode(forward(self.encode(p)))
 
     def predict_last(self, forward: Callable[[torch.Tensor], torch.Tensor], p: Prompts) -> torch.Tensor:
@@ -152,7 +157,39 @@ class Stacked(Format):
         return self.decode(forward(self.encode(p)))[:, 0]  # one sequence: the query is the last point
 
 
-_FORMATS = {f.name: f for f in (Interleaved, Disjoint, Paired, Stacked)}
+class GraphTokens(Format):
+    """Saparov et al.: token ids E u v per edge, Q s g, P and the path so far, padded with PAD after the last real
+    token (tasks/graph_search.py). No causal mask; padding is masked as keys; the prediction is the class logits
+    [B, C] read at each prompt's last real token (the current vertex)."""
+
+    name = "graph"
+    mask = "none"
+
+    def input_dim(self, d):
+        return 0  # token ids, not vectors
+
+    def seq_len(self, n):
+        raise ValueError("the graph format's length comes from the task (GraphSearch.seq_len())")
+
+    def encode(self, p):
+        return encode_tokens(p)  # [B, T] long
+
+    def targets(self, p):
+        return p.ys  # [B, C] multi-hot target set
+
+    def predict(self, forward, p):
+        """Logits [B, C] at the current vertex; padding is never attended to."""
+        tokens = self.encode(p)
+        out = forward(tokens, key_padding=tokens != PAD)  # [B, T, C]
+        return out[torch.arange(out.shape[0], device=out.device), lengths(p).to(out.device) - 1]
+
+    outputs = predict
+
+    def predict_last(self, forward, p):
+        return self.predict(forward, p)
+
+
+_FORMATS = {f.name: f for f in (Interleaved, Disjoint, Paired, Stacked, GraphTokens)}
 
 
 def get(name: str) -> Format:
