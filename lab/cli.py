@@ -214,13 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder (default $LAB_RUNS/reproduce-NAME-SCALE; re-running resumes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = add("probe", cmd_probe, "look inside a trained run: match, readout or probe")
+    p = add("probe", cmd_probe, "look inside a trained run: match, readout, probe, construction or search")
     p.add_argument("run", help="a run folder")
     p.add_argument("--member", type=int, help="member i of an ensemble run (its folder RUN/members/i)")
-    p.add_argument("kind", choices=["match", "readout", "probe", "construction"],
+    p.add_argument("kind", choices=["match", "readout", "probe", "construction", "search"],
                    help="match: best GD/ridge/OLS by SPD; readout: per-layer Newton/GD iterations (Fu); "
                         "probe: R^2 of w_OLS and X^T y per layer (Akyurek); construction: LSA weights vs the "
-                        "GD construction (von Oswald)")
+                        "GD construction (von Oswald); search: reachable sets per layer and the attention trace of a "
+                        "graph-search run (Saparov)")
     p.add_argument("--n-prompts", type=int, default=1000)
 
     p = add("dashboard", cmd_dashboard, "start the Streamlit dashboard on localhost (reads $LAB_RUNS)")

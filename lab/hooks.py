@@ -72,12 +72,13 @@ class HookedModule(nn.Module):
             for name, fn in added:
                 self.hook_dict[name].fns.remove(fn)
 
-    def run_with_hooks(self, inputs, fwd_hooks=()):
-        """Forward pass with hooks attached; a hook that returns a tensor replaces the activation."""
+    def run_with_hooks(self, inputs, fwd_hooks=(), **kwargs):
+        """Forward pass with hooks attached; a hook that returns a tensor replaces the activation. kwargs go to
+        forward (e.g. key_padding)."""
         with self.hooks(fwd_hooks):
-            return self(inputs)
+            return self(inputs, **kwargs)
 
-    def run_with_cache(self, inputs, names_filter=None, detach: bool = True):
+    def run_with_cache(self, inputs, names_filter=None, detach: bool = True, **kwargs):
         """Forward pass that also returns {hook name: activation} for the hooks `names_filter` selects."""
         cache: dict[str, torch.Tensor] = {}
 
@@ -85,5 +86,5 @@ class HookedModule(nn.Module):
             cache[hook.name] = x.detach() if detach else x
 
         with self.hooks([(name, store) for name in _select(self.hook_names, names_filter)]):
-            out = self(inputs)
+            out = self(inputs, **kwargs)
         return out, cache

@@ -93,3 +93,97 @@ def training_curve(rows: list[dict], title: str):
     ax.set(xlabel="step", ylabel="training loss", yscale="log", title=title)
     fig.tight_layout()
     return fig
+
+
+def lookahead_figure(curves: dict, title: str = "accuracy by lookahead"):
+    """Graph search: accuracy against lookahead (balanced test sets), one line with its band per model."""
+    fig, ax = pyplot().subplots(figsize=(6, 3.6))
+    for label, c in curves.items():
+        (line,) = ax.plot(c["k"], c["curves"]["model"]["mean"], "o-", lw=2, label=label)
+        ax.fill_between(c["k"], c["curves"]["model"]["lo"], c["curves"]["model"]["hi"], alpha=0.2,
+                        color=line.get_color(), lw=0)
+    ax.set_xticks(next(iter(curves.values()))["k"] if curves else [])
+    ax.set(xlabel="lookahead (edges past the children needed to find the goal)", ylabel="accuracy",
+           ylim=(-0.02, 1.02), title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def reach_figure(res: dict, control: dict | None = None):
+    """Reachable-set decoding (Saparov et al.): recall per layer x hop distance, and the decoded reach per layer
+    beside 2^(layer - 1)."""
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 3.8))
+    grid = np.array(res["recall_by_distance"], dtype=float)
+    im = axes[0].imshow(grid, aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=1)
+    for (l, k), v in np.ndenumerate(grid):
+        if np.isfinite(v):
+            axes[0].text(k, l, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w" if v < 0.6 else "k")
+    axes[0].set_xticks(range(len(res["distances"])), res["distances"])
+    axes[0].set(xlabel="hop distance from u", ylabel="layer (0 = embedding)",
+                title="decoded share of the vertices reachable from u")
+    fig.colorbar(im, ax=axes[0], fraction=0.046)
+    layers = res["layers"]
+    axes[1].plot(layers, res["reach"], "o-", color="C0", lw=2, label="trained: decoded reach")
+    if control is not None:
+        axes[1].plot(layers, control["reach"], "s--", color="C7", label="untrained control")
+    axes[1].plot(layers[1:], [2 ** (l - 1) for l in layers[1:]], ":", color="C3", label="2^(layer - 1)")
+    axes[1].set(xlabel="layer", ylabel="reach (hops decoded)", ylim=(-0.3, max(res["distances"] or [1]) + 0.5),
+                title=f"F1 by layer: {' '.join(f'{f:.2f}' for f in res['f1'])}")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def trace_figure(trace: dict):
+    """Attention-perturbation trace: the prompt's tokens along x, layers up y; each kept attention entry is a line
+    from its key (below) to its query (above), darker for a larger effect on the output logit."""
+    fig, ax = pyplot().subplots(figsize=(max(6, 0.28 * len(trace["tokens"])), 3.8))
+    n_layers = len(trace["layers"])
+    biggest = max([abs(e["effect"]) for lay in trace["layers"] for e in lay["entries"]] or [1.0])
+    for lay in trace["layers"]:
+        l = lay["layer"]
+        for e in lay["entries"]:
+            ax.plot([e["key"], e["query"]], [l, l + 1], "-", color="C3", alpha=0.25 + 0.75 * abs(e["effect"]) / biggest)
+        ax.plot(lay["positions"], [l] * len(lay["positions"]), "k.", ms=4)
+    last = len(trace["tokens"]) - 1
+    ax.plot([last], [n_layers], "r*", ms=12, label=f"output: vertex {trace['prediction']}")
+    ax.set_xticks(range(len(trace["labels"])), trace["labels"], fontsize=7)
+    ax.set(ylabel="layer", yticks=range(n_layers + 1), ylim=(-0.3, n_layers + 0.3),
+           title=f"attention entries that move the output logit by > {trace['threshold']}")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def graph_figure(p, i: int = 0, probs: dict | None = None):
+    """Graph-search prompt i drawn in layers of its topological order: start (blue), goal (green), the path so
+    far (bold), the target children (green ring); `probs` {vertex: model probability} labels the children."""
+    import networkx as nx
+
+    from tasks.graph_search import to_networkx
+
+    graph = to_networkx(p, i)
+    for layer, nodes in enumerate(nx.topological_generations(graph)):
+        for n in nodes:
+            graph.nodes[n]["layer"] = layer
+    pos = nx.multipartite_layout(graph, subset_key="layer")
+    start, goal, current = (int(p.params[k][i]) for k in ("start", "goal", "current"))
+    path = [int(v) for v in p.params["path"][i, :int(p.params["path_len"][i])]]
+    targets = set(p.ys[i].nonzero().flatten().tolist())
+    fig, ax = pyplot().subplots(figsize=(7, 4.2))
+    colors = ["C0" if n == start else "C2" if n == goal else "#dddddd" for n in graph.nodes]
+    edge_colors = ["black" if (u, v) in zip(path, path[1:]) or (u == current and v in targets) else "#aaaaaa"
+                   for u, v in graph.edges]
+    nx.draw_networkx(graph, pos, ax=ax, node_color=colors, edge_color=edge_colors, node_size=380, font_size=8,
+                     arrowsize=10, edgecolors=["C2" if n in targets else "black" for n in graph.nodes],
+                     linewidths=[3 if n in targets else 0.5 for n in graph.nodes])
+    for n, prob in (probs or {}).items():
+        if n in pos:
+            ax.annotate(f"{prob:.2f}", pos[n], xytext=(0, 13), textcoords="offset points", ha="center", fontsize=8,
+                        color="C3")
+    ax.set_title(f"start {start} (blue), goal {goal} (green), at {current}: lookahead {int(p.params['lookahead'][i])}"
+                 f"; right answers ringed", fontsize=9)
+    ax.axis("off")
+    fig.tight_layout()
+    return fig

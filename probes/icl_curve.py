@@ -104,6 +104,12 @@ def plot_curve(curve: dict) -> bytes:
         (line,) = ax.plot(k, c["mean"], label=name, **style)
         ax.fill_between(k, c["lo"], c["hi"], alpha=0.2, color=line.get_color(), lw=0)
     accuracy = curve["metric"] == "accuracy"
+    if curve.get("k_name"):  # graph search: accuracy by lookahead, no chance line
+        ax.set(xlabel=curve["k_name"], ylabel="accuracy", ylim=(-0.02, 1.02), title=f"{curve['task']}, "
+               f"{curve['d']} vertices")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        return png_bytes(fig)
     if accuracy:
         ax.axhline(0.5, ls=":", color="grey", lw=1)
     else:
@@ -126,8 +132,14 @@ def format_table(curve: dict, ks=None) -> str:
 
 
 def evaluate_run(run, n_prompts: int = 1280) -> dict:
-    """Compute the curve, write RUN/eval/icl_curve.json and RUN/figures/icl_curve.png; return the curve."""
-    curve = icl_curve(run, n_prompts=n_prompts)
+    """Compute the curve, write RUN/eval/icl_curve.json and RUN/figures/icl_curve.png; return the curve. A graph
+    search run's curve is its accuracy by lookahead (probes/search.py)."""
+    if run.config.task.name == "graph_search":
+        from .search import search_curve
+
+        curve = search_curve(run.model, run.task, min(n_prompts, 1000))
+    else:
+        curve = icl_curve(run, n_prompts=n_prompts)
     atomic_write_json(run.path / "eval" / "icl_curve.json", curve)
     atomic_write_bytes(run.path / "figures" / "icl_curve.png", plot_curve(curve))
     return curve

@@ -5,6 +5,7 @@ match:   which of GD (one step, line-searched lr), ridge (lambda grid) and OLS i
 readout: per-layer linear read-outs matched to Newton iterations and to GD steps by SimE (Fu et al.).
 probe:   R^2 per layer of linear and MLP probes for w_OLS and X^T y, beside an untrained control (Akyurek).
 construction: a linear self-attention run's W_KQ and W_PV beside the one-GD-step construction (von Oswald).
+search:  a graph-search run's reachable-set decoding per layer and attention trace (Saparov; probes/search.py).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .constructions import gd_layer_weights, kq_pv, kq_pv_products
 from .figures import layer_iteration_heatmaps
 from .match import line_search_lr, match
 from .metrics import sime, spd
+from .search import format_search, search_probe
 from .solvers import path, solve
 
 EVAL_SEED, TRAIN_SEED = 424_242, 434_343
@@ -149,7 +151,8 @@ class Probe:
 PROBES = {"match": Probe(lambda run, n: match_algorithms(run, n_prompts=n), _format_match),
           "readout": Probe(lambda run, n: layer_iterations(run, n_test=n), _format_readout),
           "probe": Probe(lambda run, n: layer_probes(run, n_test=n), _format_probe),
-          "construction": Probe(lambda run, n: construction_match(run, n_prompts=n), _format_construction)}
+          "construction": Probe(lambda run, n: construction_match(run, n_prompts=n), _format_construction),
+          "search": Probe(lambda run, n: search_probe(run, n_prompts=n), format_search)}
 
 
 def not_applicable(run, kind: str) -> str | None:
@@ -157,6 +160,12 @@ def not_applicable(run, kind: str) -> str | None:
     if kind not in PROBES:
         return f"is not a probe; choose one of: {', '.join(PROBES)}"
     cfg = run.config
+    if kind == "search" or cfg.task.name == "graph_search":
+        if (kind == "search") != (cfg.task.name == "graph_search"):
+            return (f"looks for breadth-first search in a graph-search run, and this run learns {cfg.task.name}"
+                    if kind == "search" else "compares a model with regression algorithms, and this run learns "
+                    "graph search (use: search)")
+        return None
     if cfg.task.name != "linear_regression":
         return f"compares a model with regression algorithms, and this run learns {cfg.task.name} functions"
     if kind in ("readout", "probe") and cfg.task.format == "stacked":

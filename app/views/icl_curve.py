@@ -15,7 +15,8 @@ if run is not None:
     task = run.task
     if run.config.task.name != "linear_regression":
         st.info(f"This page shows linear-regression runs; {run.path.name} trains {run.config.task.name}"
-                + (": see the Boolean functions page." if run.config.task.name == "boolean" else "."))
+                + {"boolean": ": see the Boolean functions page.", "graph_search": ": see the Graph search page."}
+                .get(run.config.task.name, "."))
         st.stop()
     c1, c2, c3 = st.columns(3)
     d_active = c1.slider("Active dimensions d (x beyond them is 0)", 1, task.d, task.d, key="d_active")

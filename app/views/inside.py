@@ -9,7 +9,9 @@ from probes.figures import png_bytes
 st.title("Inside the model")
 common.sidebar()
 run = common.selected_run()
-if run is not None:
+if run is not None and run.config.task.name == "graph_search":
+    st.info(f"{run.path.name} searches graphs: its attention trace and reachable sets are on the Graph search page.")
+elif run is not None:
     common.status_note(run)
     n = run.config.task.n_points
     boolean = getattr(run.task, "metric", "") == "accuracy"

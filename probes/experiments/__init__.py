@@ -5,7 +5,9 @@ import importlib
 
 MODULES = {"vo-1layer": "vo_1layer", "vo-gdpp": "vo_gdpp", "akyurek-depth": "akyurek_depth",
            "fu-newton": "fu_newton", "fu-illcond": "fu_illcond", "bhattamishra-table": "bhattamishra_table",
-           "teaching-sequences": "teaching_sequences"}
+           "teaching-sequences": "teaching_sequences",
+           "saparov-distributions": "saparov_distributions", "saparov-scaling": "saparov_scaling",
+           "saparov-mechanism": "saparov_mechanism"}
 
 
 def names() -> list[str]:

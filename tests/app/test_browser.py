@@ -17,7 +17,8 @@ from dashboard_server import dashboard  # noqa: E402
 
 REPO = Path(__file__).parents[2]
 PAGES = {"": "Runs", "icl_curve": "In-context curve", "inside": "Inside the model",
-         "algorithm": "Which algorithm?", "boolean": "Boolean functions", "tour": "Tour"}
+         "algorithm": "Which algorithm?", "boolean": "Boolean functions", "graph_search": "Graph search",
+         "tour": "Tour"}
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +26,8 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser") / "runs"
     lab.train("tiny-linreg", ["train.steps=40", "model.d_model=16", "model.n_layers=2"], out=root / "small",
               quiet=True)
+    lab.train("graph-search", ["task.n_vertices=7", "train.steps=20", "model.d_model=16", "model.n_layers=2"],
+              out=root / "graph", quiet=True)  # listed before "small", which stays the default run
     with dashboard(root) as (base, _):
         yield base
 
@@ -71,4 +74,19 @@ def test_every_page_opens_without_an_exception_and_the_tour_steps(server, browse
     _settle(page, "Tour")
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(_shots() / "tour-next.png"), full_page=True)
+    page.close()
+
+
+def test_graph_page_draws_the_selected_graph_run(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})
+    page.goto(f"{server}/graph_search")
+    _settle(page, "Graph search")
+    assert page.get_by_text("Train a graph-search run to see it here").count() == 1  # "small" is selected
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name="graph").click()
+    page.get_by_text("Model's next vertex").first.wait_for(timeout=60_000)
+    _settle(page, "Graph search")
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator('[data-testid="stImage"]').count() >= 2  # the graph and the accuracy-by-lookahead figure
+    page.screenshot(path=str(_shots() / "graph_search-run.png"), full_page=True)
     page.close()

@@ -1,6 +1,7 @@
 """The dashboard through streamlit's AppTest: every page renders against a small run made here, one
 interaction per page changes what is shown, and bad run folders give messages, not exceptions."""
 import json
+import os
 import time
 import urllib.request
 from pathlib import Path
@@ -14,7 +15,7 @@ import lab  # noqa: E402
 
 MAIN = str(Path(__file__).parents[2] / "app" / "main.py")
 PAGES = ["views/runs.py", "views/icl_curve.py", "views/inside.py", "views/algorithm.py", "views/tour.py",
-         "views/boolean.py"]
+         "views/boolean.py", "views/graph_search.py"]
 SMALL = ["train.steps=40", "model.d_model=16", "model.n_layers=2", "train.batch_size=32"]
 
 
@@ -24,6 +25,8 @@ def root(tmp_path_factory):
     lab.train("tiny-linreg", SMALL + ["ensemble=2", "train.log_every=10"], out=root / "ens", quiet=True)
     lab.train("boolean-tiny", ["task.n=6", "task.n_points=10", "train.steps=20", "model.d_model=16"],
               out=root / "bool", quiet=True)
+    lab.train("graph-search", ["task.n_vertices=7", "train.steps=20", "model.d_model=16", "model.n_layers=2"],
+              out=root / "graph", quiet=True)
     lab.train("tiny-linreg", SMALL, out=root / "small", quiet=True)
     return root
 
@@ -72,6 +75,28 @@ def test_boolean_page_recomputes_for_another_class(app):
     app.selectbox(key="bool_fn").set_value("parity").run()
     assert not app.exception and "out of its training distribution" in _texts(app)
     assert [m.value for m in app.metric] != before
+
+
+def test_graph_page_shows_another_graph_for_another_lookahead(app):
+    app.sidebar.selectbox(key="run_picker").set_value("graph").run()
+    _page(app, "views/graph_search.py")
+    assert not app.error, [e.value for e in app.error]
+    assert len(app.metric) == 1 and app.metric[0].label == "Model's next vertex"
+    before = app.dataframe[0].value.to_dict()
+    app.select_slider(key="graph_lookahead").set_value(2).run()
+    assert not app.exception and not app.error
+    assert app.dataframe[0].value.to_dict() != before  # another graph: other children, other probabilities
+    assert "Accuracy by lookahead" in _texts(app) and len(app.dataframe) >= 2
+    app.button(key="graph_probe").click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert "decoded reach" in _texts(app) and (Path(os.environ["LAB_RUNS"]) / "graph" / "eval" / "search.json").is_file()
+
+
+@pytest.mark.parametrize("page", ["views/icl_curve.py", "views/inside.py", "views/algorithm.py", "views/boolean.py"])
+def test_other_pages_point_a_graph_run_to_its_page(app, page):
+    app.sidebar.selectbox(key="run_picker").set_value("graph").run()
+    _page(app, page)
+    assert not app.error, [e.value for e in app.error]
 
 
 def test_inside_page_on_a_boolean_run_compares_with_the_exact_learner(app):
@@ -161,7 +186,7 @@ def test_bad_run_folders_show_a_message_never_a_crash(tmp_path, monkeypatch, roo
     at.sidebar.selectbox(key="run_picker").set_value(name).run()
     _page(at, page)
     shown = _texts(at)
-    if page in ("views/runs.py", "views/tour.py", "views/boolean.py"):  # these show other things too: no crash
+    if page in ("views/runs.py", "views/tour.py", "views/boolean.py", "views/graph_search.py"):  # other things too
         return
     if name == "still-training":
         assert "Still training" in shown

@@ -1,0 +1,106 @@
+"""Graph search (Saparov et al. 2024): a graph-search run on one held-out graph (its choice among the current
+vertex's children), its accuracy by lookahead, the reachable sets decoded per layer, and the experiments'
+results."""
+import streamlit as st
+import torch
+
+from app import common, jobs
+from probes.experiments.common import experiment_dir
+from probes.figures import graph_figure, lookahead_figure, png_bytes
+from probes.inspect import PROBES, probe_run
+from probes.search import TEST_SEED, search_curve, test_task
+from tasks.graph_search import DISTRIBUTIONS
+
+st.title("Graph search")
+common.sidebar()
+st.caption("A directed acyclic graph with random vertex ids, given as a shuffled edge list, then the query (start, "
+           "goal) and the path so far. The model must name a child of the current vertex from which the goal is "
+           "still reachable. Lookahead = how many edges past the children a search must look to tell them apart.")
+run = common.selected_run()
+if run is not None and run.config.task.name != "graph_search":
+    st.info(f"{run.path.name} trains {run.config.task.name}. Train a graph-search run to see it here: "
+            "`lab train graph-search` (or start it from the Runs page).")
+elif run is not None:
+    common.status_note(run)
+    task = run.task
+    st.subheader("One held-out graph")
+    c1, c2, c3 = st.columns(3)
+    dist = c1.selectbox("Distribution", DISTRIBUTIONS, index=DISTRIBUTIONS.index("balanced"), key="graph_dist")
+    lookahead = c2.select_slider("Lookahead", list(range(task.largest_lookahead() + 1)), 1, key="graph_lookahead",
+                                 disabled=dist == "naive")
+    example = c3.number_input("Example", 0, 10_000, 0, key="graph_example")
+    with common.guard("The example"):
+        test = test_task(task, distribution=dist, lookahead=-1 if dist == "naive" else lookahead)
+        p = test.sample(1, seed=TEST_SEED + 1000 + int(example))
+        with torch.no_grad():
+            logits = run.format.predict(run.model, p)[0]
+        probs = torch.softmax(logits, -1)
+        children = sorted(v for u, v in p.xs[0].tolist() if u == int(p.params["current"][0]))
+        left, right = st.columns([3, 2])
+        with left:
+            common.image(png_bytes(graph_figure(p, 0, {v: float(probs[v]) for v in children})))
+        with right:
+            choice = int(logits.argmax())
+            right_answer = bool(p.ys[0, choice])
+            st.metric("Model's next vertex", choice, "right" if right_answer else "wrong",
+                      delta_color="normal" if right_answer else "inverse")
+            st.dataframe({"child of current": children, "model probability": [round(float(probs[v]), 3)
+                                                                                for v in children],
+                          "reaches the goal": ["yes" if p.ys[0, v] else "no" for v in children]}, hide_index=True)
+
+    st.subheader("Accuracy by lookahead")
+    n_prompts = st.select_slider("Prompts per lookahead", [100, 200, 500, 1000], 200, key="graph_prompts")
+
+    @st.cache_data(max_entries=16, show_spinner="Testing on held-out graphs...")
+    def curve(path: str, member, stamp: float, n: int) -> dict:
+        return search_curve(run.model, run.task, n)
+
+    with common.guard("The accuracy curve"):
+        result = curve(str(run.path), st.session_state.get("member"), common.checkpoint_stamp(run.path), n_prompts)
+        left, right = st.columns([3, 2])
+        with left:
+            common.image(png_bytes(lookahead_figure({run.path.name: result}, f"{task.n_vertices} vertices, trained "
+                                                    f"on {task.distribution}")))
+        with right:
+            st.dataframe({"test distribution": list(result["distributions"]),
+                          "accuracy": [round(r["mean"], 3) for r in result["distributions"].values()]},
+                         hide_index=True)
+
+    st.subheader("Reachable sets, layer by layer")
+    st.caption("A linear probe reads, from the token of u in each edge 'E u v', which vertices are reachable from "
+               "u; the decoded reach is how many hops it covers. Beside it: the same model untrained.")
+    if st.button("Decode reachable sets and trace one prompt", key="graph_probe"):
+        with st.spinner(f"lab probe {run.path.name} search ..."), common.guard("Probe search"):
+            probe_run(run, "search", n_prompts=600)
+    res = common.read_json(run.path / "eval" / "search.json")
+    if res is None:
+        st.caption(f"Not computed yet: press the button, or `lab probe {run.path} search`.")
+    else:
+        for name in ("reach.png", "trace.png"):
+            if (run.path / "figures" / name).is_file():
+                common.image((run.path / "figures" / name).read_bytes())
+        st.code(PROBES["search"].format(res), language=None)
+
+st.subheader("Naive vs balanced training")
+folder = experiment_dir("saparov-distributions", "quick")
+res = common.read_json(folder / "result.json")
+if res is None:
+    job = jobs.state("saparov-distributions")
+    if job is not None and job["running"]:
+        st.info("`lab reproduce saparov-distributions --scale quick` is running (about 20 min on a laptop CPU).")
+        st.code(job["log"] or "(starting)", language=None)
+    else:
+        st.caption("Not computed yet: `lab reproduce saparov-distributions` (about 20 minutes on a laptop CPU), or:")
+        if st.button("Run it in the background", key="graph_experiment_run"):
+            jobs.start("saparov-distributions", ["reproduce", "saparov-distributions", "--scale", "quick", "--quiet"])
+            st.rerun()
+else:
+    if (folder / "figures" / "lookahead.png").is_file():
+        common.image((folder / "figures" / "lookahead.png").read_bytes())
+    st.dataframe([{"claim": c["claim"], "paper": common.number(c["paper"]), "ours": common.number(c["ours"]),
+                   "passed": "yes" if c["passed"] else "no"} for c in res["claims"]], hide_index=True, width="stretch")
+st.markdown("**What to notice.** Trained on naive random graphs, where most questions need no look-ahead, the model "
+            "gets short searches right and long ones wrong; trained on the balanced distribution, where every "
+            "lookahead is equally common, it keeps working as the lookahead grows. Inside, the tokens of the edges "
+            "come to hold the set of vertices reachable from them, and that set grows with depth, roughly doubling "
+            "per layer: a parallel search, not a step-by-step one.")

@@ -1,0 +1,152 @@
+"""Saparov et al. 2024, "Transformers struggle to learn to search" (REFERENCES.md section 6).
+
+saparov-distributions: the same model trained on the naive and on the balanced distribution, each tested on
+held-out balanced graphs of every lookahead and on the three test distributions.
+saparov-scaling: accuracy and the share of seeds that learn, against the graph size, for a fixed model.
+saparov-mechanism: the balanced-trained model's reachable sets decoded per layer (reach vs 2^(layer-1)), beside
+its untrained initialisation, and one prompt's attention trace.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import lab
+
+from ..figures import lookahead_figure, reach_figure, trace_figure
+from ..search import accuracy_on, reach_probe, search_curve, test_task, trace_attention, TEST_SEED
+from .common import claim, experiment_dir, pyplot, result, save_figure, save_result
+
+SCALES = {
+    "quick": {"n_vertices": 10, "n_layers": 5, "d_model": 64, "steps": 6000, "batch_size": 64, "lr": 1e-3,
+              "n_eval": 500, "sizes": (6, 8, 10), "seeds": (0, 1), "scaling_steps": 3000, "probe_prompts": 1000},
+    "paper": {"n_vertices": 41, "n_layers": 8, "d_model": 256, "steps": 100_000, "batch_size": 256, "lr": 1e-4,
+              "n_eval": 2000, "sizes": (11, 21, 31, 41, 51), "seeds": (0, 1, 2, 3, 4), "scaling_steps": 100_000,
+              "probe_prompts": 4000},
+    "smoke": {"n_vertices": 7, "n_layers": 2, "d_model": 16, "steps": 4, "batch_size": 8, "lr": 1e-3,
+              "n_eval": 32, "sizes": (6, 7), "seeds": (0,), "scaling_steps": 4, "probe_prompts": 60},  # tests only
+}
+LEARNED = 0.9  # a seed "learns" when its accuracy on held-out balanced graphs reaches this
+
+
+def _overrides(s: dict, n_vertices: int, distribution: str, steps: int, seed: int = 0) -> dict:
+    return {"task.n_vertices": n_vertices, "task.distribution": distribution, "model.n_layers": s["n_layers"],
+            "model.d_model": s["d_model"], "train.steps": steps, "train.batch_size": s["batch_size"],
+            "train.lr": s["lr"], "train.seed": seed, "train.checkpoint_every": max(1, min(1000, steps))}
+
+
+def _train_balanced(s: dict, scale: str, quiet: bool):
+    """The balanced-trained model of saparov-distributions (shared with saparov-mechanism: trained once)."""
+    folder = experiment_dir("saparov-distributions", scale)
+    return lab.train("graph-search", _overrides(s, s["n_vertices"], "balanced", s["steps"]),
+                     out=folder / "balanced", quiet=quiet)
+
+
+def run_distributions(scale: str = "quick", out=None, quiet: bool = False) -> dict:
+    t0 = time.time()
+    s = SCALES[scale]
+    folder = experiment_dir("saparov-distributions", scale, out)
+    curves, runs = {}, {}
+    for dist in ("naive", "balanced"):
+        runs[dist] = lab.train("graph-search", _overrides(s, s["n_vertices"], dist, s["steps"]), out=folder / dist,
+                               quiet=quiet)
+        curves[dist] = search_curve(runs[dist].model, runs[dist].task, s["n_eval"])
+    save_figure(lookahead_figure({f"trained on {d}": c for d, c in curves.items()},
+                                 f"held-out balanced graphs, {s['n_vertices']} vertices"),
+                folder / "figures" / "lookahead.png")
+    acc = {d: dict(zip(c["k"], c["curves"]["model"]["mean"])) for d, c in curves.items()}
+    top = max(curves["balanced"]["k"])
+    hard = [L for L in curves["balanced"]["k"] if L >= max(1, top - 1)]  # the two largest lookaheads
+    gap = float(np.mean([acc["balanced"][L] - acc["naive"][L] for L in hard]))
+    worst_balanced = min(curves["balanced"]["distributions"][d]["mean"] for d in ("naive", "star", "balanced"))
+    naive_drop = acc["naive"][0] - acc["naive"][top]
+    claims = [
+        claim(f"balanced training beats naive training on the largest lookaheads {hard} (mean accuracy gap > 0)",
+              "balanced robust, naive fails", round(gap, 4), gap > 0),
+        claim("balanced training: near-perfect on every test distribution (min accuracy >= 0.95)", "near-perfect",
+              round(worst_balanced, 4), worst_balanced >= 0.95),
+        claim(f"naive training: accuracy falls with lookahead (lookahead 0 minus {top} > 0.1)", "falls",
+              round(naive_drop, 4), naive_drop > 0.1),
+    ]
+    metrics = {"accuracy_by_lookahead": {d: {str(k): v for k, v in a.items()} for d, a in acc.items()},
+               "curves": curves, "n_vertices": s["n_vertices"],
+               "accuracy_by_distribution": {d: {t: c["distributions"][t]["mean"] for t in c["distributions"]}
+                                            for d, c in curves.items()}}
+    res = result("saparov-distributions", scale, time.time() - t0, [r.path for r in runs.values()], claims, metrics)
+    save_result(folder, res)
+    return res
+
+
+def scaling_figure(sizes, accs: dict, learned: list, path) -> None:
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for seed, a in accs.items():
+        axes[0].plot(sizes, a, "o-", lw=1.2, label=f"seed {seed}")
+    axes[0].axhline(LEARNED, ls=":", color="grey")
+    axes[0].set(xlabel="vertices in the graph", ylabel="accuracy (held-out balanced)", ylim=(-0.02, 1.02))
+    axes[0].legend(fontsize=7)
+    axes[1].plot(sizes, learned, "o-", color="C3", lw=2)
+    axes[1].set(xlabel="vertices in the graph", ylabel=f"share of seeds with accuracy >= {LEARNED}",
+                ylim=(-0.05, 1.05))
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def run_scaling(scale: str = "quick", out=None, quiet: bool = False) -> dict:
+    t0 = time.time()
+    s = SCALES[scale]
+    folder = experiment_dir("saparov-scaling", scale, out)
+    accs, run_dirs = {seed: [] for seed in s["seeds"]}, []
+    for n in s["sizes"]:
+        for seed in s["seeds"]:
+            run = lab.train("graph-search", _overrides(s, n, "balanced", s["scaling_steps"], seed),
+                            out=folder / f"n{n}-seed{seed}", quiet=quiet)
+            run_dirs.append(run.path)
+            accs[seed].append(accuracy_on(run.model, test_task(run.task), s["n_eval"])["mean"])
+    learned = [float(np.mean([accs[seed][i] >= LEARNED for seed in s["seeds"]])) for i in range(len(s["sizes"]))]
+    mean_acc = [float(np.mean([accs[seed][i] for seed in s["seeds"]])) for i in range(len(s["sizes"]))]
+    scaling_figure(list(s["sizes"]), accs, learned, folder / "figures" / "scaling.png")
+    claims = [claim("the share of seeds that learn falls as the graph grows (largest size < smallest size)",
+                    "falls towards 0", f"{learned[0]:.2f} -> {learned[-1]:.2f}", learned[-1] < learned[0]),
+              claim("mean accuracy falls as the graph grows (largest size < smallest size)", "falls",
+                    f"{mean_acc[0]:.3f} -> {mean_acc[-1]:.3f}", mean_acc[-1] < mean_acc[0])]
+    metrics = {"sizes": list(s["sizes"]), "accuracy": {str(k): v for k, v in accs.items()}, "learned_share": learned,
+               "mean_accuracy": mean_acc, "steps": s["scaling_steps"]}
+    res = result("saparov-scaling", scale, time.time() - t0, run_dirs, claims, metrics)
+    save_result(folder, res)
+    return res
+
+
+def run_mechanism(scale: str = "quick", out=None, quiet: bool = False) -> dict:
+    t0 = time.time()
+    s = SCALES[scale]
+    folder = experiment_dir("saparov-mechanism", scale, out)
+    run = _train_balanced(s, scale, quiet) if out is None else lab.train(
+        "graph-search", _overrides(s, s["n_vertices"], "balanced", s["steps"]), out=folder / "balanced", quiet=quiet)
+    from lab.model import build_model
+
+    untrained = build_model(run.config.model, seed=run.config.train.seed)
+    n_test = max(50, s["probe_prompts"] // 2)
+    reach = reach_probe(run.model, run.task, s["probe_prompts"], n_test)
+    control = reach_probe(untrained, run.task, s["probe_prompts"], n_test)
+    trace = trace_attention(run.model, test_task(run.task).sample(1, seed=TEST_SEED + 7), 0)
+    save_figure(reach_figure(reach, control), folder / "figures" / "reach.png")
+    save_figure(trace_figure(trace), folder / "figures" / "trace.png")
+    r, last = reach["reach"], len(reach["reach"]) - 1
+    grows = r[last] > r[1] and all(b >= a for a, b in zip(r[1:], r[2:]))
+    doubling = [2 ** (l - 1) for l in reach["layers"][1:]]
+    claims = [claim("the decoded reach grows with depth (non-decreasing over layers 1..L, last > first)",
+                    "about 2^(layer-1)", " ".join(map(str, r[1:])), grows),
+              claim("reachable sets are decodable beyond the untrained control (F1 at the last layer, trained - "
+                    "control > 0.1)", "yes", round(reach["f1"][last] - control["f1"][last], 4),
+                    reach["f1"][last] - control["f1"][last] > 0.1),
+              claim("reach at layer l is at least 2^(l-1) hops where the graphs are that deep (layers 1..L)",
+                    " ".join(map(str, doubling)), " ".join(map(str, r[1:])),
+                    all(x >= min(d, len(reach["distances"])) for x, d in zip(r[1:], doubling)))]
+    metrics = {"reach": reach, "control": control, "trace_entries_per_layer":
+               [len(lay["entries"]) for lay in trace["layers"]], "accuracy": accuracy_on(
+                   run.model, test_task(run.task), s["n_eval"])["mean"]}
+    res = result("saparov-mechanism", scale, time.time() - t0, [run.path], claims, metrics)
+    save_result(folder, res)
+    return res

@@ -1,0 +1,242 @@
+"""Graph search (Saparov et al. 2024, REFERENCES.md section 6): how well a run searches, and how.
+
+- `accuracy_by_lookahead`, `accuracy_on`: accuracy ("the top prediction is in the target set") on held-out test
+  sets, per lookahead and per distribution, with bootstrap bands.
+- `trace_attention`: attention-perturbation tracing. Zero one attention entry at a time (batched: one prompt copy
+  per entry) and keep those that move the output logit by more than a threshold, layer by layer from the top,
+  following the positions already found to matter: the computation graph, backwards from the output.
+- `reach_probe`: reachable-set decoding. At every layer, a linear probe reads from the token of u in each edge
+  "E u v" the set of vertices reachable from u; scored by F1 against networkx's descendants, and by recall per hop
+  distance, which shows how far the decoded reach extends at each layer (the paper: about 2^(layer - 1)).
+"""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import torch
+
+import tasks
+from tasks.graph_search import FIRST_VERTEX, PAD, encode_tokens, lengths, to_networkx, top_in_target
+
+from .icl_curve import bootstrap_curve
+
+TEST_SEED = 2**40  # held-out test sets: far from every training seed (data_seed(seed, step) = seed * 1_000_003 + step)
+
+
+def _logits(model, p: tasks.Prompts, chunk: int = 512) -> torch.Tensor:
+    fmt = tasks.formats.get("graph")
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return torch.cat([fmt.predict(model, _rows(p, slice(i, i + chunk)).to(device=device)).cpu()
+                          for i in range(0, p.batch_size, chunk)])
+
+
+def _rows(p: tasks.Prompts, idx) -> tasks.Prompts:
+    return tasks.Prompts(p.xs[idx], p.ys[idx], {k: v[idx] for k, v in p.params.items()})
+
+
+def _summary(correct: torch.Tensor, n_boot: int = 500) -> dict:
+    band = bootstrap_curve(correct[:, None], n_boot)
+    return {"mean": band["mean"][0], "lo": band["lo"][0], "hi": band["hi"][0], "n": int(len(correct))}
+
+
+def accuracy_on(model, task, n: int = 1000, seed: int = TEST_SEED) -> dict:
+    """Accuracy of `model` on n held-out prompts of `task`: {"mean", "lo", "hi", "n"} (90% bootstrap band)."""
+    p = task.sample(n, seed=seed)
+    return _summary(top_in_target(_logits(model, p), p.ys))
+
+
+def accuracy_by_lookahead(model, task, n: int = 500, lookaheads=None) -> dict:
+    """{lookahead: accuracy summary} on balanced test sets (one per lookahead, held out) of `task`'s graph size."""
+    kw = {"n_vertices": task.n_vertices, "max_parents": task.max_parents, "n_ids": task.n_ids, "step": "first"}
+    top = tasks.get("graph_search", **kw).largest_lookahead()
+    out = {}
+    for L in (range(top + 1) if lookaheads is None else lookaheads):
+        test = tasks.get("graph_search", distribution="balanced", lookahead=L, **kw)
+        out[int(L)] = accuracy_on(model, test, n, seed=TEST_SEED + 1 + L)
+    return out
+
+
+# ---- (a) attention-perturbation tracing ---------------------------------------------------------------------
+def trace_attention(model, p: tasks.Prompts, i: int = 0, threshold: float = 0.5, chunk: int = 256) -> dict:
+    """Trace prompt i's output back through the attention entries that matter.
+
+    From the top layer down: every entry (head, query q, key k) with q among the positions that matter (at the top:
+    the last token) is zeroed on its own; an entry whose removal moves the logit of the predicted vertex by more
+    than `threshold` is kept, and its key joins the positions that matter for the layers below.
+    Returns {"prediction", "logit", "tokens", "labels", "layers": [{"layer", "entries": [{head, query, key,
+    effect}], "positions"}]} (layers listed top first).
+    """
+    device = next(model.parameters()).device
+    one = _rows(p, slice(i, i + 1)).to(device=device)
+    tokens = encode_tokens(one)  # [1, T]
+    real = tokens != PAD
+    last = int(lengths(one)[0]) - 1
+    with torch.no_grad():
+        base = model(tokens, key_padding=real)[0, last]  # [C]
+    target = int(base.argmax())
+    n_layers, H = len(model.blocks), model.blocks[0].attn.H
+    matter, layers = {last}, []
+    for layer in reversed(range(n_layers)):
+        entries = [(h, q, k) for h in range(H) for q in sorted(matter) for k in range(last + 1)]
+        effects = []
+        for start in range(0, len(entries), chunk):
+            part = torch.tensor(entries[start:start + chunk], device=device)  # [Z, 3]
+            Z = len(part)
+
+            def zero_entry(pattern, hook, part=part):  # pattern [Z, H, T, T]
+                pattern = pattern.clone()
+                pattern[torch.arange(Z, device=device), part[:, 0], part[:, 1], part[:, 2]] = 0.0
+                return pattern
+
+            with torch.no_grad():
+                out = model.run_with_hooks(tokens.expand(Z, -1), key_padding=real.expand(Z, -1),
+                                           fwd_hooks=[(f"blocks.{layer}.attn.hook_pattern", zero_entry)])
+            effects.append((out[:, last, target] - base[target]).cpu())
+        effects = torch.cat(effects) if effects else torch.zeros(0)
+        kept = [{"head": h, "query": q, "key": k, "effect": float(e)}
+                for (h, q, k), e in zip(entries, effects.tolist()) if abs(e) > threshold]
+        matter |= {e["key"] for e in kept}
+        layers.append({"layer": layer, "entries": kept, "positions": sorted(matter)})
+    toks = tokens[0, :last + 1].tolist()
+    return {"prediction": target, "logit": float(base[target]), "tokens": toks, "labels": token_labels(toks),
+            "threshold": threshold, "layers": layers}
+
+
+def token_labels(tokens: list[int]) -> list[str]:
+    """Readable labels: E, Q, P for the markers, vertex ids as numbers."""
+    names = {1: "E", 2: "Q", 3: "P", PAD: "."}
+    return [names.get(t, str(t - FIRST_VERTEX)) for t in tokens]
+
+
+# ---- (b) reachable-set decoding -----------------------------------------------------------------------------
+def _source_tokens(model, p: tasks.Prompts, chunk: int = 256):
+    """Residual stream at the u token of every edge "E u v", per layer (0 = embeddings, l = after block l):
+    features [L + 1, N_edges, D], and (prompt index, u) for each row."""
+    device = next(model.parameters()).device
+    names = ["blocks.0.hook_resid_pre"] + [f"blocks.{l}.hook_resid_post" for l in range(len(model.blocks))]
+    feats, owners = [], []
+    for start in range(0, p.batch_size, chunk):
+        part = _rows(p, slice(start, start + chunk))
+        tokens = encode_tokens(part).to(device)
+        with torch.no_grad():
+            _, cache = model.run_with_cache(tokens, key_padding=tokens != PAD, names_filter=names)
+        n_edges = part.params["n_edges"]
+        b, e = (torch.arange(part.xs.shape[1])[None] < n_edges[:, None]).nonzero(as_tuple=True)
+        feats.append(torch.stack([cache[n][b.to(device), (3 * e + 1).to(device)].cpu() for n in names]))
+        owners += [(start + int(bi), int(part.xs[bi, ei, 0])) for bi, ei in zip(b, e)]
+    return torch.cat(feats, 1), owners
+
+
+def _reach_labels(p: tasks.Prompts, owners, n_ids: int):
+    """networkx's ground truth per row: the vertices reachable from u (multi-hot [N, n_ids]) and their hop distance
+    ([N, n_ids], 0 where unreachable)."""
+    graphs, labels, dist = {}, np.zeros((len(owners), n_ids), np.float32), np.zeros((len(owners), n_ids), np.int64)
+    for row, (b, u) in enumerate(owners):
+        if b not in graphs:
+            graphs[b] = to_networkx(p, b)
+        for v, k in nx.single_source_shortest_path_length(graphs[b], u).items():
+            if k > 0:
+                labels[row, v], dist[row, v] = 1.0, k
+    return torch.from_numpy(labels), torch.from_numpy(dist)
+
+
+def _fit_probe(x: torch.Tensor, y: torch.Tensor, steps: int = 300, weight_decay: float = 1e-4) -> torch.nn.Linear:
+    """Multi-label logistic regression [D] -> [n_ids], full-batch Adam on standardised features."""
+    torch.manual_seed(0)
+    probe = torch.nn.Linear(x.shape[1], y.shape[1])
+    opt = torch.optim.Adam(probe.parameters(), lr=0.05, weight_decay=weight_decay)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.binary_cross_entropy_with_logits(probe(x), y).backward()
+        opt.step()
+    return probe
+
+
+def f1_score(pred: torch.Tensor, truth: torch.Tensor) -> float:
+    """F1 of multi-hot predictions against multi-hot truth, pooled over every (row, vertex)."""
+    tp = float((pred * truth).sum())
+    return 2 * tp / max(float(pred.sum() + truth.sum()), 1e-9)
+
+
+def reach_probe(model, task, n_train: int = 1500, n_test: int = 500, seed: int = TEST_SEED + 100) -> dict:
+    """Reachable-set decoding per layer. Returns {"layers": [0..L], "f1": [..], "recall_by_distance": [[..]],
+    "distances": [1..], "reach": [..], "n_train_rows", "n_test_rows"}; reach = the largest k such that, at every hop
+    distance 1..k, at least half of the reachable vertices are decoded."""
+    kw = {"n_vertices": task.n_vertices, "max_parents": task.max_parents, "n_ids": task.n_ids,
+          "distribution": task.distribution, "step": "first"}
+    probe_task = tasks.get("graph_search", **kw)
+    train, test = probe_task.sample(n_train, seed=seed), probe_task.sample(n_test, seed=seed + 1)
+    (f_train, o_train), (f_test, o_test) = _source_tokens(model, train), _source_tokens(model, test)
+    y_train, _ = _reach_labels(train, o_train, probe_task.ids)
+    y_test, d_test = _reach_labels(test, o_test, probe_task.ids)
+    return {**decode_reach(f_train, y_train, f_test, y_test, d_test), "n_train_rows": len(o_train),
+            "n_test_rows": len(o_test)}
+
+
+def decode_reach(f_train, y_train, f_test, y_test, d_test) -> dict:
+    """Fit one linear probe per layer (features [L, N, D] -> reachable set [N, n_ids]) and score it on the test
+    rows: F1, recall per hop distance (d_test [N, n_ids], 0 = unreachable) and the decoded reach."""
+    distances = list(range(1, int(d_test.max()) + 1))
+    f1s, recalls, reach = [], [], []
+    for layer in range(f_train.shape[0]):
+        mu, sd = f_train[layer].mean(0), f_train[layer].std(0) + 1e-6
+        probe = _fit_probe((f_train[layer] - mu) / sd, y_train)
+        with torch.no_grad():
+            pred = (probe((f_test[layer] - mu) / sd) > 0).float()
+        f1s.append(f1_score(pred, y_test))
+        rec = [float(pred[d_test == k].mean()) if (d_test == k).any() else float("nan") for k in distances]
+        recalls.append(rec)
+        k = 0
+        while k < len(rec) and not rec[k] < 0.5:  # nan (no such distance) does not stop the count
+            k += 1
+        reach.append(k)
+    return {"layers": list(range(f_train.shape[0])), "f1": f1s, "recall_by_distance": recalls,
+            "distances": distances, "reach": reach}
+
+
+# ---- run level: `lab eval` and `lab probe RUN search` ---------------------------------------------------------
+def test_task(task, **changes):
+    """`task` with other settings (distribution, lookahead) at the same graph size and id range, first step."""
+    kw = {"n_vertices": task.n_vertices, "max_parents": task.max_parents, "n_ids": task.n_ids, "step": "first",
+          "distribution": task.distribution}
+    return tasks.get("graph_search", **{**kw, **changes})
+
+
+def search_curve(model, task, n_prompts: int = 500) -> dict:
+    """The eval object (DESIGN.md's shape, k = lookahead): accuracy per lookahead on balanced test sets, and
+    accuracy on each test distribution ("distributions")."""
+    by_lookahead = accuracy_by_lookahead(model, task, n_prompts)
+    curve = {"task": "graph_search", "d": task.n_vertices, "k": list(by_lookahead), "k_name": "lookahead",
+             "metric": "accuracy",
+             "curves": {"model": {key: [r[key] for r in by_lookahead.values()] for key in ("mean", "lo", "hi")}}}
+    curve["distributions"] = {d: accuracy_on(model, test_task(task, distribution=d), n_prompts, seed=TEST_SEED)
+                              for d in ("naive", "star", "balanced")}
+    return curve
+
+
+def search_probe(run, n_prompts: int = 500) -> dict:
+    """`lab probe RUN search`: reachable-set decoding of the trained model and of its untrained initialisation (the
+    control), and the attention trace of one held-out prompt; writes figures/reach.png and figures/trace.png."""
+    from lab.model import build_model
+
+    from .figures import reach_figure, save_figure, trace_figure
+
+    model = run.model
+    untrained = build_model(run.config.model, seed=run.config.train.seed).to(next(model.parameters()).device)
+    n_test = max(100, n_prompts // 2)
+    reach, control = reach_probe(model, run.task, n_prompts, n_test), reach_probe(untrained, run.task, n_prompts, n_test)
+    trace = trace_attention(model, test_task(run.task).sample(1, seed=TEST_SEED + 7), 0)
+    save_figure(reach_figure(reach, control), run.path / "figures" / "reach.png")
+    save_figure(trace_figure(trace), run.path / "figures" / "trace.png")
+    return {"kind": "search", "run": str(run.path), "reach": reach, "control": control, "trace": trace}
+
+
+def format_search(res: dict) -> str:
+    lines = ["layer  F1 (control)  decoded reach (control)"]
+    for l in res["reach"]["layers"]:
+        lines.append(f"{l:5d}  {res['reach']['f1'][l]:.3f} ({res['control']['f1'][l]:.3f})  "
+                     f"{res['reach']['reach'][l]:13d} ({res['control']['reach'][l]})")
+    kept = [len(lay["entries"]) for lay in res["trace"]["layers"]]
+    lines.append(f"attention trace of one prompt: entries kept per layer (top first) {kept}")
+    return "\n".join(lines)
