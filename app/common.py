@@ -19,7 +19,9 @@ def run_summary(run: lab.Run) -> dict:
     status = run.status
     last = rows[-1] if rows else {}
     updated = max((run.path / f).stat().st_mtime for f in (CONFIG, METRICS, STATUS) if (run.path / f).exists())
-    return {"run": run.path.name, "preset": cfg.preset, "task": f"{cfg.task.name} d={run.task.d}",
+    task = run.task
+    size = f"{task.n_vertices} vertices, {task.distribution}" if cfg.task.name == "graph_search" else f"d={task.d}"
+    return {"run": run.path.name, "preset": cfg.preset, "task": f"{cfg.task.name} {size}",
             "format": cfg.task.format, "model": f"{cfg.model.n_layers}L x {cfg.model.d_model}, {cfg.model.n_heads}h",
             "members": cfg.ensemble.size, "status": status.get("status", "?"),
             "step": f"{status.get('step', last.get('step', 0))}/{cfg.train.steps}",

@@ -59,7 +59,7 @@ class ModelConfig:
     output: Literal["scalar", "classes", "minus_last"] = "scalar"  # minus_last: -(last coordinate), von Oswald
     n_classes: int = 2
     layernorm: bool = True
-    pos: Literal["learned", "none"] = "learned"
+    pos: Literal["learned", "rotary", "none"] = "learned"  # rotary: RoPE on queries and keys (Su et al. 2021)
     max_len: int = 256
     attn: Literal["softmax", "linear"] = "softmax"
     mask: Literal["causal", "context", "none"] = "causal"
@@ -74,6 +74,8 @@ class ModelConfig:
             _need(getattr(self, key) >= 1, f"model.{key}", "an integer >= 1", getattr(self, key))
         _need(self.d_model % self.n_heads == 0, "model.d_model", f"a multiple of model.n_heads = {self.n_heads}",
               self.d_model)
+        _need(self.pos != "rotary" or (self.d_model // self.n_heads) % 2 == 0, "model.pos",
+              "learned or none when d_model / n_heads is odd (rotary turns pairs of coordinates)", self.pos)
         _need(self.d_mlp >= -1, "model.d_mlp", ">= 0 (0 = no MLP) or -1 (4 x d_model)", self.d_mlp)
         _need(self.vocab_size >= 0, "model.vocab_size", ">= 0 (0: set from the task)", self.vocab_size)
         _need(self.output == "scalar" or self.n_classes >= 2, "model.n_classes", ">= 2", self.n_classes)

@@ -26,6 +26,17 @@ def attention_mask(kind: str, T: int, device=None) -> torch.Tensor | None:
     return kernels.allowed_keys(kind, T, device=device)
 
 
+def rotary(x: torch.Tensor) -> torch.Tensor:
+    """RoPE (Su et al. 2021, eq. 34): rotate each pair (x_2i, x_2i+1) of x [..., T, H, dh] by position * 10000^(-2i/dh),
+    so a query-key score depends on their positions only through the offset."""
+    T, dh = x.shape[-3], x.shape[-1]
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, dh, 2, device=x.device, dtype=torch.float64) / dh)
+    angle = torch.arange(T, device=x.device, dtype=torch.float64)[:, None] * freq  # [T, dh/2], exact in float64
+    cos, sin = angle.cos()[:, None].to(x.dtype), angle.sin()[:, None].to(x.dtype)  # [T, 1, dh/2]
+    even, odd = x[..., 0::2], x[..., 1::2]
+    return torch.stack([even * cos - odd * sin, even * sin + odd * cos], -1).flatten(-2)
+
+
 class Linear(nn.Linear):
     """nn.Linear; with n_models = E, E independent ones: weight [E, out, in], x [E, ..., in] -> [E, ..., out]."""
 
@@ -92,7 +103,7 @@ class Attention(nn.Module):
         super().__init__()
         D, self.H = cfg.d_model, cfg.n_heads
         self.d_head = D // self.H
-        self.kind, self.mask, self.backend = cfg.attn, cfg.mask, cfg.backend
+        self.kind, self.mask, self.backend, self.rotary = cfg.attn, cfg.mask, cfg.backend, cfg.pos == "rotary"
         self.W_Q, self.W_K, self.W_V, self.W_O = (Linear(D, D, cfg.bias, n_models) for _ in range(4))
         self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()  # [B, T, H, dh]
         self.hook_attn_scores, self.hook_pattern = HookPoint(), HookPoint()  # [B, H, T, T]
@@ -103,6 +114,8 @@ class Attention(nn.Module):
         q = self.hook_q(self.W_Q(x).view(*batch, T, self.H, self.d_head))
         k = self.hook_k(self.W_K(x).view(*batch, T, self.H, self.d_head))
         v = self.hook_v(self.W_V(x).view(*batch, T, self.H, self.d_head))
+        if self.rotary:
+            q, k = rotary(q), rotary(k)
         path = self._path(x)
         flat = [t.reshape(-1, T, self.H, self.d_head) for t in (q, k, v)]  # [Z, T, H, dh], Z = prod(batch)
         kp = None if key_padding is None else key_padding.reshape(-1, T)  # [Z, T]

@@ -176,27 +176,32 @@ def reach_probe(model, task, n_train: int = 1500, n_test: int = 500, seed: int =
 
 def decode_reach(f_train, y_train, f_test, y_test, d_test) -> dict:
     """Fit one linear probe per layer (features [L, N, D] -> reachable set [N, n_ids]) and score it on the test
-    rows: F1, recall per hop distance (d_test [N, n_ids], 0 = unreachable) and the decoded reach."""
+    rows: F1, recall per hop distance (d_test [N, n_ids], 0 = unreachable), the false-positive rate on unreachable
+    vertices, and the decoded reach: the largest k such that at every distance 1..k, recall - false-positive rate
+    (Youden's J) is at least 0.5 (so a probe that calls everything reachable has reach 0)."""
     distances = list(range(1, int(d_test.max()) + 1))
-    f1s, recalls, reach = [], [], []
+    f1s, recalls, fprs, reach = [], [], [], []
     for layer in range(f_train.shape[0]):
         mu, sd = f_train[layer].mean(0), f_train[layer].std(0) + 1e-6
         probe = _fit_probe((f_train[layer] - mu) / sd, y_train)
         with torch.no_grad():
             pred = (probe((f_test[layer] - mu) / sd) > 0).float()
         f1s.append(f1_score(pred, y_test))
+        fpr = float(pred[y_test == 0].mean())
         rec = [float(pred[d_test == k].mean()) if (d_test == k).any() else float("nan") for k in distances]
         recalls.append(rec)
+        fprs.append(fpr)
         k = 0
-        while k < len(rec) and not rec[k] < 0.5:  # nan (no such distance) does not stop the count
+        while k < len(rec) and not rec[k] - fpr < 0.5:  # nan (no such distance) does not stop the count
             k += 1
         reach.append(k)
     return {"layers": list(range(f_train.shape[0])), "f1": f1s, "recall_by_distance": recalls,
-            "distances": distances, "reach": reach}
+            "false_positive_rate": fprs, "distances": distances, "reach": reach}
+
 
 
 # ---- run level: `lab eval` and `lab probe RUN search` ---------------------------------------------------------
-def test_task(task, **changes):
+def held_out_task(task, **changes):
     """`task` with other settings (distribution, lookahead) at the same graph size and id range, first step."""
     kw = {"n_vertices": task.n_vertices, "max_parents": task.max_parents, "n_ids": task.n_ids, "step": "first",
           "distribution": task.distribution}
@@ -210,7 +215,7 @@ def search_curve(model, task, n_prompts: int = 500) -> dict:
     curve = {"task": "graph_search", "d": task.n_vertices, "k": list(by_lookahead), "k_name": "lookahead",
              "metric": "accuracy",
              "curves": {"model": {key: [r[key] for r in by_lookahead.values()] for key in ("mean", "lo", "hi")}}}
-    curve["distributions"] = {d: accuracy_on(model, test_task(task, distribution=d), n_prompts, seed=TEST_SEED)
+    curve["distributions"] = {d: accuracy_on(model, held_out_task(task, distribution=d), n_prompts, seed=TEST_SEED)
                               for d in ("naive", "star", "balanced")}
     return curve
 
@@ -226,7 +231,7 @@ def search_probe(run, n_prompts: int = 500) -> dict:
     untrained = build_model(run.config.model, seed=run.config.train.seed).to(next(model.parameters()).device)
     n_test = max(100, n_prompts // 2)
     reach, control = reach_probe(model, run.task, n_prompts, n_test), reach_probe(untrained, run.task, n_prompts, n_test)
-    trace = trace_attention(model, test_task(run.task).sample(1, seed=TEST_SEED + 7), 0)
+    trace = trace_attention(model, held_out_task(run.task).sample(1, seed=TEST_SEED + 7), 0)
     save_figure(reach_figure(reach, control), run.path / "figures" / "reach.png")
     save_figure(trace_figure(trace), run.path / "figures" / "trace.png")
     return {"kind": "search", "run": str(run.path), "reach": reach, "control": control, "trace": trace}

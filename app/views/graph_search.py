@@ -8,7 +8,7 @@ from app import common, jobs
 from probes.experiments.common import experiment_dir
 from probes.figures import graph_figure, lookahead_figure, png_bytes
 from probes.inspect import PROBES, probe_run
-from probes.search import TEST_SEED, search_curve, test_task
+from probes.search import TEST_SEED, search_curve, held_out_task
 from tasks.graph_search import DISTRIBUTIONS
 
 st.title("Graph search")
@@ -30,7 +30,7 @@ elif run is not None:
                                  disabled=dist == "naive")
     example = c3.number_input("Example", 0, 10_000, 0, key="graph_example")
     with common.guard("The example"):
-        test = test_task(task, distribution=dist, lookahead=-1 if dist == "naive" else lookahead)
+        test = held_out_task(task, distribution=dist, lookahead=-1 if dist == "naive" else lookahead)
         p = test.sample(1, seed=TEST_SEED + 1000 + int(example))
         with torch.no_grad():
             logits = run.format.predict(run.model, p)[0]

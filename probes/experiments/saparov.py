@@ -15,7 +15,7 @@ import numpy as np
 import lab
 
 from ..figures import lookahead_figure, reach_figure, trace_figure
-from ..search import accuracy_on, reach_probe, search_curve, test_task, trace_attention, TEST_SEED
+from ..search import accuracy_on, reach_probe, search_curve, held_out_task, trace_attention, TEST_SEED
 from .common import claim, experiment_dir, pyplot, result, save_figure, save_result
 
 SCALES = {
@@ -103,7 +103,7 @@ def run_scaling(scale: str = "quick", out=None, quiet: bool = False) -> dict:
             run = lab.train("graph-search", _overrides(s, n, "balanced", s["scaling_steps"], seed),
                             out=folder / f"n{n}-seed{seed}", quiet=quiet)
             run_dirs.append(run.path)
-            accs[seed].append(accuracy_on(run.model, test_task(run.task), s["n_eval"])["mean"])
+            accs[seed].append(accuracy_on(run.model, held_out_task(run.task), s["n_eval"])["mean"])
     learned = [float(np.mean([accs[seed][i] >= LEARNED for seed in s["seeds"]])) for i in range(len(s["sizes"]))]
     mean_acc = [float(np.mean([accs[seed][i] for seed in s["seeds"]])) for i in range(len(s["sizes"]))]
     scaling_figure(list(s["sizes"]), accs, learned, folder / "figures" / "scaling.png")
@@ -130,7 +130,7 @@ def run_mechanism(scale: str = "quick", out=None, quiet: bool = False) -> dict:
     n_test = max(50, s["probe_prompts"] // 2)
     reach = reach_probe(run.model, run.task, s["probe_prompts"], n_test)
     control = reach_probe(untrained, run.task, s["probe_prompts"], n_test)
-    trace = trace_attention(run.model, test_task(run.task).sample(1, seed=TEST_SEED + 7), 0)
+    trace = trace_attention(run.model, held_out_task(run.task).sample(1, seed=TEST_SEED + 7), 0)
     save_figure(reach_figure(reach, control), folder / "figures" / "reach.png")
     save_figure(trace_figure(trace), folder / "figures" / "trace.png")
     r, last = reach["reach"], len(reach["reach"]) - 1
@@ -146,7 +146,7 @@ def run_mechanism(scale: str = "quick", out=None, quiet: bool = False) -> dict:
                     all(x >= min(d, len(reach["distances"])) for x, d in zip(r[1:], doubling)))]
     metrics = {"reach": reach, "control": control, "trace_entries_per_layer":
                [len(lay["entries"]) for lay in trace["layers"]], "accuracy": accuracy_on(
-                   run.model, test_task(run.task), s["n_eval"])["mean"]}
+                   run.model, held_out_task(run.task), s["n_eval"])["mean"]}
     res = result("saparov-mechanism", scale, time.time() - t0, [run.path], claims, metrics)
     save_result(folder, res)
     return res

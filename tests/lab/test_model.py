@@ -164,3 +164,20 @@ def test_tied_blocks_share_weights_but_keep_their_own_hooks():
     for _ in range(3):
         x = tied.blocks[0](x)
     torch.testing.assert_close(tied(_inputs()), tied.unembed(tied.ln_final(x)).squeeze(-1))
+
+
+def test_rotary_is_a_complex_rotation_and_scores_depend_on_offsets_only():
+    from lab.model import rotary
+
+    x = torch.randn(2, 9, 3, 8, dtype=torch.float64)  # [B, T, H, dh]
+    out = rotary(x)
+    theta = torch.arange(9, dtype=torch.float64)[:, None] * 10000.0 ** (-torch.arange(0, 8, 2, dtype=torch.float64) / 8)
+    z = torch.complex(x[..., 0::2], x[..., 1::2]) * torch.polar(torch.ones_like(theta), theta)[:, None]  # [B,T,H,4]
+    assert torch.allclose(out[..., 0::2], z.real, atol=1e-12) and torch.allclose(out[..., 1::2], z.imag, atol=1e-12)
+    q, k = torch.randn(8, dtype=torch.float64), torch.randn(8, dtype=torch.float64)
+    rq, rk = rotary(q.expand(1, 9, 1, 8))[0, :, 0], rotary(k.expand(1, 9, 1, 8))[0, :, 0]  # [T, dh]
+    scores = rq @ rk.T  # [T, T]
+    for offset in (-3, 0, 2):
+        diag = torch.diagonal(scores, offset)
+        assert torch.allclose(diag, diag[0].expand_as(diag), atol=1e-12)
+    assert not torch.allclose(torch.diagonal(scores, 0)[0], torch.diagonal(scores, 2)[0])
