@@ -19,8 +19,8 @@ from ..search import accuracy_on, reach_probe, search_curve, held_out_task, trac
 from .common import claim, experiment_dir, pyplot, result, save_figure, save_result
 
 SCALES = {
-    "quick": {"n_vertices": 10, "n_layers": 5, "d_model": 64, "steps": 6000, "batch_size": 64, "lr": 1e-3,
-              "n_eval": 500, "sizes": (6, 8, 10), "seeds": (0, 1), "scaling_steps": 3000, "probe_prompts": 1000},
+    "quick": {"n_vertices": 8, "n_layers": 5, "d_model": 64, "steps": 12_000, "batch_size": 32, "lr": 1e-3,
+              "n_eval": 500, "sizes": (6, 8, 10), "seeds": (0, 1), "scaling_steps": 4000, "probe_prompts": 1000},
     "paper": {"n_vertices": 41, "n_layers": 8, "d_model": 256, "steps": 100_000, "batch_size": 256, "lr": 1e-4,
               "n_eval": 2000, "sizes": (11, 21, 31, 41, 51), "seeds": (0, 1, 2, 3, 4), "scaling_steps": 100_000,
               "probe_prompts": 4000},

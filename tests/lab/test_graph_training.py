@@ -89,6 +89,7 @@ def test_graph_run_trains_resumes_and_predicts(tmp_path):
                                        ({"model.input": "vector"}, "model.input"),
                                        ({"ensemble": 2}, "ensemble.size"), ({"model.arch": "lstm"}, "model.arch"),
                                        ({"model.max_len": 20}, "model.max_len"),
+                                       ({"model.d_model": 33, "model.n_heads": 1}, "model.pos"),
                                        ({"task.distribution": "tree"}, "distribution")])
 def test_bad_graph_configs_are_refused(over, key):
     with pytest.raises(ConfigError, match=key):
