@@ -137,9 +137,13 @@ class CurriculumConfig:
     points_end: int = 0
     points_inc: int = 2
     points_interval: int = 2000
+    # graph search (independent of `enabled`): the first lookahead_interval steps at lookahead lookahead_start
+    # exactly, then the largest lookahead grows by one per interval up to the task's (-1: off)
+    lookahead_start: int = -1
+    lookahead_interval: int = 1000
 
     def validate(self):
-        for key in ("dims_start", "dims_interval", "points_interval"):
+        for key in ("dims_start", "dims_interval", "points_interval", "lookahead_interval"):
             _need(getattr(self, key) >= 1, f"curriculum.{key}", "an integer >= 1", getattr(self, key))
         for key in ("dims_end", "points_start", "points_end", "dims_inc", "points_inc"):
             _need(getattr(self, key) >= 0, f"curriculum.{key}", "an integer >= 0", getattr(self, key))
@@ -150,6 +154,17 @@ class CurriculumConfig:
         points = self.points_end if not self.points_start else \
             min(self.points_end, self.points_start + self.points_inc * (step // self.points_interval))
         return dims, points
+
+    def task_at(self, task, step: int):
+        """The task to sample at `step`: under the lookahead curriculum, the graph-search task with its lookahead
+        fixed (first stage) or its largest lookahead capped; otherwise `task` itself."""
+        if self.lookahead_start < 0:
+            return task
+        stage = step // self.lookahead_interval
+        if stage == 0:
+            return dataclasses.replace(task, lookahead=self.lookahead_start)
+        top = task.max_lookahead if task.max_lookahead >= 0 else task.largest_lookahead()
+        return dataclasses.replace(task, max_lookahead=min(top, self.lookahead_start + stage))
 
 
 @dataclass
@@ -190,6 +205,12 @@ class RunConfig:
             _need(cur.dims_end <= d, "curriculum.dims_end", f"<= task d = {d} (0 = d)", cur.dims_end)
             _need(cur.points_end <= self.task.n_points, "curriculum.points_end",
                   f"<= task.n_points = {self.task.n_points} (0 = n_points)", cur.points_end)
+        if self.curriculum.lookahead_start >= 0:
+            ok = self.task.name == "graph_search" and task.distribution != "naive" and task.lookahead < 0
+            _need(ok, "curriculum.lookahead_start", "-1 (off) unless the task is graph_search with a balanced or star "
+                  "distribution and task.lookahead = -1", self.curriculum.lookahead_start)
+            _need(self.curriculum.lookahead_start <= task.largest_lookahead(), "curriculum.lookahead_start",
+                  f"-1 (off) or 0..{task.largest_lookahead()}", self.curriculum.lookahead_start)
         _need(self.ensemble.size == 1 or self.model.arch == "transformer", "ensemble.size",
               "1 for model.arch = " + self.model.arch + " (ensembles stack Transformers)", self.ensemble.size)
         fmt = tasks.formats.get(self.task.format)
@@ -219,9 +240,9 @@ class RunConfig:
     def resolved(self) -> "RunConfig":
         """A validated copy with derived values (d_in, d_mlp) filled in: what a run folder saves."""
         cfg = copy.deepcopy(self).validate()
-        d = cfg.task.build().d
-        cfg.model.d_in = tasks.formats.get(cfg.task.format).input_dim(d)
         task = cfg.task.build()
+        d = task.d
+        cfg.model.d_in = tasks.formats.get(cfg.task.format).input_dim(d)
         if hasattr(task, "vocab_size"):  # token-id tasks set the vocabulary and the classes (vertex ids)
             cfg.model.vocab_size, cfg.model.n_classes = task.vocab_size, task.ids
         cfg.model.d_mlp = cfg.model.mlp_width

@@ -107,8 +107,8 @@ class SoloEngine:
         tc = self.cfg.train
         for group in self.opt.param_groups:
             group["lr"] = lr_at(tc, step)
-        p = self.task.sample(tc.batch_size, n_points, seed=data_seed(tc.seed, step), d_active=d_active,
-                             device=self.device)
+        task = self.cfg.curriculum.task_at(self.task, step)
+        p = task.sample(tc.batch_size, n_points, seed=data_seed(tc.seed, step), d_active=d_active, device=self.device)
         loss = prompt_loss(self.model, self.fmt, p, tc.loss, getattr(self.task, "objective", "mse"))
         if not torch.isfinite(loss):
             raise Diverged(f"the loss became {loss.item()}")

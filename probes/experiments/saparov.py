@@ -19,8 +19,8 @@ from ..search import accuracy_on, reach_probe, search_curve, held_out_task, trac
 from .common import claim, experiment_dir, pyplot, result, save_figure, save_result
 
 SCALES = {
-    "quick": {"n_vertices": 8, "n_layers": 5, "d_model": 64, "steps": 12_000, "batch_size": 32, "lr": 1e-3,
-              "n_eval": 500, "sizes": (6, 8, 10), "seeds": (0, 1), "scaling_steps": 4000, "probe_prompts": 1000},
+    "quick": {"n_vertices": 8, "n_layers": 5, "d_model": 64, "steps": 10_000, "batch_size": 32, "lr": 1e-3,
+              "n_eval": 500, "sizes": (6, 8, 10), "seeds": (0, 1), "scaling_steps": 3000, "probe_prompts": 1000},
     "paper": {"n_vertices": 41, "n_layers": 8, "d_model": 256, "steps": 100_000, "batch_size": 256, "lr": 1e-4,
               "n_eval": 2000, "sizes": (11, 21, 31, 41, 51), "seeds": (0, 1, 2, 3, 4), "scaling_steps": 100_000,
               "probe_prompts": 4000},
@@ -31,9 +31,12 @@ LEARNED = 0.9  # a seed "learns" when its accuracy on held-out balanced graphs r
 
 
 def _overrides(s: dict, n_vertices: int, distribution: str, steps: int, seed: int = 0) -> dict:
+    """The graph-search preset at this scale. Balanced runs keep the preset's lookahead curriculum (its first stage
+    is balanced graphs of lookahead 1); naive graphs cannot fix a lookahead, so naive runs train without it."""
     return {"task.n_vertices": n_vertices, "task.distribution": distribution, "model.n_layers": s["n_layers"],
             "model.d_model": s["d_model"], "train.steps": steps, "train.batch_size": s["batch_size"],
-            "train.lr": s["lr"], "train.seed": seed, "train.checkpoint_every": max(1, min(1000, steps))}
+            "train.lr": s["lr"], "train.seed": seed, "train.checkpoint_every": max(1, min(1000, steps)),
+            **({"curriculum.lookahead_start": -1} if distribution == "naive" else {})}
 
 
 def _train_balanced(s: dict, scale: str, quiet: bool):

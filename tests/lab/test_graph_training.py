@@ -90,7 +90,9 @@ def test_graph_run_trains_resumes_and_predicts(tmp_path):
                                        ({"ensemble": 2}, "ensemble.size"), ({"model.arch": "lstm"}, "model.arch"),
                                        ({"model.max_len": 20}, "model.max_len"),
                                        ({"model.d_model": 33, "model.n_heads": 1}, "model.pos"),
-                                       ({"task.distribution": "tree"}, "distribution")])
+                                       ({"task.distribution": "tree"}, "distribution"),
+                                       ({"task.distribution": "naive"}, "curriculum.lookahead_start"),
+                                       ({"curriculum.lookahead_start": 5}, "curriculum.lookahead_start")])
 def test_bad_graph_configs_are_refused(over, key):
     with pytest.raises(ConfigError, match=key):
         make_config("graph-search", over)
@@ -101,3 +103,16 @@ def test_other_tasks_refuse_the_graph_format():
         make_config("tiny-linreg", {"task.format": "graph"})
     with pytest.raises(ConfigError, match="model.input"):
         make_config("tiny-linreg", {"model.input": "tokens"})
+
+
+def test_lookahead_curriculum_fixes_then_grows_the_lookahead():
+    cfg = make_config("graph-search", {"task.n_vertices": 12, "curriculum.lookahead_interval": 100})
+    task = cfg.task.build()  # largest lookahead 4
+    seen = {}
+    for step in (0, 99, 100, 250, 350, 1000):
+        p = cfg.curriculum.task_at(task, step).sample(400, seed=step)
+        seen[step] = set(p.params["lookahead"].tolist())
+    assert seen[0] == seen[99] == {1}  # stage 0: exactly lookahead 1
+    assert seen[100] == {0, 1, 2} and seen[250] == {0, 1, 2, 3} and seen[350] == seen[1000] == {0, 1, 2, 3, 4}
+    off = make_config("graph-search", {"curriculum.lookahead_start": -1})
+    assert off.curriculum.task_at(task, 0) is task
