@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import tasks
-from tasks.graph_search import FIRST_VERTEX, PAD, encode_tokens, lengths, to_networkx, top_in_target
+from tasks.graph_search import EDGE, FIRST_VERTEX, PAD, PATH, QUERY, encode_tokens, lengths, to_networkx, top_in_target
 
 from .icl_curve import bootstrap_curve
 
@@ -105,14 +105,15 @@ def trace_attention(model, p: tasks.Prompts, i: int = 0, threshold: float = 0.5,
 
 def token_labels(tokens: list[int]) -> list[str]:
     """Readable labels: E, Q, P for the markers, vertex ids as numbers."""
-    names = {1: "E", 2: "Q", 3: "P", PAD: "."}
+    names = {EDGE: "E", QUERY: "Q", PATH: "P", PAD: "."}
     return [names.get(t, str(t - FIRST_VERTEX)) for t in tokens]
 
 
 # ---- (b) reachable-set decoding -----------------------------------------------------------------------------
-def _source_tokens(model, p: tasks.Prompts, chunk: int = 256):
-    """Residual stream at the u token of every edge "E u v", per layer (0 = embeddings, l = after block l):
-    features [L + 1, N_edges, D], and (prompt index, u) for each row."""
+def _vertex_tokens(model, p: tasks.Prompts, position: str = "source", chunk: int = 256):
+    """Residual stream at the u (position "source") or v ("target") token of every edge "E u v", per layer (0 =
+    embeddings, l = after block l): features [L + 1, N_edges, D], and (prompt index, that vertex) for each row."""
+    offset, column = (1, 0) if position == "source" else (2, 1)
     device = next(model.parameters()).device
     names = ["blocks.0.hook_resid_pre"] + [f"blocks.{l}.hook_resid_post" for l in range(len(model.blocks))]
     feats, owners = [], []
@@ -123,18 +124,20 @@ def _source_tokens(model, p: tasks.Prompts, chunk: int = 256):
             _, cache = model.run_with_cache(tokens, key_padding=tokens != PAD, names_filter=names)
         n_edges = part.params["n_edges"]
         b, e = (torch.arange(part.xs.shape[1])[None] < n_edges[:, None]).nonzero(as_tuple=True)
-        feats.append(torch.stack([cache[n][b.to(device), (3 * e + 1).to(device)].cpu() for n in names]))
-        owners += [(start + int(bi), int(part.xs[bi, ei, 0])) for bi, ei in zip(b, e)]
+        feats.append(torch.stack([cache[n][b.to(device), (3 * e + offset).to(device)].cpu() for n in names]))
+        owners += [(start + int(bi), int(part.xs[bi, ei, column])) for bi, ei in zip(b, e)]
     return torch.cat(feats, 1), owners
 
 
-def _reach_labels(p: tasks.Prompts, owners, n_ids: int):
-    """networkx's ground truth per row: the vertices reachable from u (multi-hot [N, n_ids]) and their hop distance
-    ([N, n_ids], 0 where unreachable)."""
+def _reach_labels(p: tasks.Prompts, owners, n_ids: int, direction: str = "descendants"):
+    """networkx's ground truth per row: the vertices reachable from u (direction "descendants"), or from which u is
+    reachable ("ancestors"), multi-hot [N, n_ids], and their hop distance ([N, n_ids]: k >= 1 for those vertices,
+    -1 for the graph's other vertices (u included), 0 for ids not in it)."""
     graphs, labels, dist = {}, np.zeros((len(owners), n_ids), np.float32), np.zeros((len(owners), n_ids), np.int64)
     for row, (b, u) in enumerate(owners):
         if b not in graphs:
-            graphs[b] = to_networkx(p, b)
+            graphs[b] = to_networkx(p, b) if direction == "descendants" else to_networkx(p, b).reverse()
+        dist[row, list(graphs[b].nodes)] = -1
         for v, k in nx.single_source_shortest_path_length(graphs[b], u).items():
             if k > 0:
                 labels[row, v], dist[row, v] = 1.0, k
@@ -159,26 +162,29 @@ def f1_score(pred: torch.Tensor, truth: torch.Tensor) -> float:
     return 2 * tp / max(float(pred.sum() + truth.sum()), 1e-9)
 
 
-def reach_probe(model, task, n_train: int = 1500, n_test: int = 500, seed: int = TEST_SEED + 100) -> dict:
-    """Reachable-set decoding per layer. Returns {"layers": [0..L], "f1": [..], "recall_by_distance": [[..]],
-    "distances": [1..], "reach": [..], "n_train_rows", "n_test_rows"}; reach = the largest k such that, at every hop
-    distance 1..k, at least half of the reachable vertices are decoded."""
+def reach_probe(model, task, n_train: int = 1500, n_test: int = 500, seed: int = TEST_SEED + 100,
+                position: str = "source", direction: str = "descendants") -> dict:
+    """Reachable-set decoding per layer at the source (u) or target (v) token of every edge: the vertices reachable
+    from that vertex (or, direction "ancestors", those it is reachable from). Returns decode_reach's result plus
+    "position", "direction", "n_train_rows", "n_test_rows"."""
     kw = {"n_vertices": task.n_vertices, "max_parents": task.max_parents, "n_ids": task.n_ids,
           "distribution": task.distribution, "step": "first"}
     probe_task = tasks.get("graph_search", **kw)
     train, test = probe_task.sample(n_train, seed=seed), probe_task.sample(n_test, seed=seed + 1)
-    (f_train, o_train), (f_test, o_test) = _source_tokens(model, train), _source_tokens(model, test)
-    y_train, _ = _reach_labels(train, o_train, probe_task.ids)
-    y_test, d_test = _reach_labels(test, o_test, probe_task.ids)
-    return {**decode_reach(f_train, y_train, f_test, y_test, d_test), "n_train_rows": len(o_train),
-            "n_test_rows": len(o_test)}
+    (f_train, o_train), (f_test, o_test) = (_vertex_tokens(model, x, position) for x in (train, test))
+    y_train, _ = _reach_labels(train, o_train, probe_task.ids, direction)
+    y_test, d_test = _reach_labels(test, o_test, probe_task.ids, direction)
+    return {**decode_reach(f_train, y_train, f_test, y_test, d_test), "position": position, "direction": direction,
+            "n_train_rows": len(o_train), "n_test_rows": len(o_test)}
 
 
 def decode_reach(f_train, y_train, f_test, y_test, d_test) -> dict:
     """Fit one linear probe per layer (features [L, N, D] -> reachable set [N, n_ids]) and score it on the test
-    rows: F1, recall per hop distance (d_test [N, n_ids], 0 = unreachable), the false-positive rate on unreachable
-    vertices, and the decoded reach: the largest k such that at every distance 1..k, recall - false-positive rate
-    (Youden's J) is at least 0.5 (so a probe that calls everything reachable has reach 0)."""
+    rows: F1 over the graph's vertices, recall per hop distance (d_test [N, n_ids]: k >= 1 reachable, -1 in the
+    graph but unreachable, 0 not in the graph), the false-positive rate on the graph's unreachable vertices, and the
+    decoded reach: the largest k such that at every distance 1..k, recall - false-positive rate (Youden's J) is at
+    least 0.5. Scoring within the graph means that knowing which vertices a prompt has is not credited as
+    knowing what is reachable."""
     distances = list(range(1, int(d_test.max()) + 1))
     f1s, recalls, fprs, reach = [], [], [], []
     for layer in range(f_train.shape[0]):
@@ -186,8 +192,9 @@ def decode_reach(f_train, y_train, f_test, y_test, d_test) -> dict:
         probe = _fit_probe((f_train[layer] - mu) / sd, y_train)
         with torch.no_grad():
             pred = (probe((f_test[layer] - mu) / sd) > 0).float()
-        f1s.append(f1_score(pred, y_test))
-        fpr = float(pred[y_test == 0].mean())
+        in_graph = (d_test != 0).float()
+        f1s.append(f1_score(pred * in_graph, y_test))
+        fpr = float(pred[d_test == -1].mean())
         rec = [float(pred[d_test == k].mean()) if (d_test == k).any() else float("nan") for k in distances]
         recalls.append(rec)
         fprs.append(fpr)

@@ -7,7 +7,7 @@ def test_presets_exist_and_resolve():
     assert {"tiny-linreg", "garg-linreg", "vo-lsa-1layer"} <= set(preset_names())
     for name in preset_names():
         cfg = make_config(name)
-        assert cfg.model.d_in > 0 and cfg.model.d_mlp >= 0
+        assert (cfg.model.d_in > 0 or cfg.model.input == "tokens") and cfg.model.d_mlp >= 0
     garg = make_config("garg-linreg")
     assert (garg.task.params["d"], garg.model.n_layers, garg.model.d_model, garg.train.steps) == (20, 12, 256, 500000)
     assert garg.curriculum.enabled and garg.curriculum.at(0) == (5, 11) and garg.curriculum.at(4000) == (7, 15)

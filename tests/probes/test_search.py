@@ -5,7 +5,7 @@ import torch
 import tasks
 from lab.config import make_config
 from lab.model import build_model
-from probes.search import (TEST_SEED, _reach_labels, _source_tokens, accuracy_by_lookahead, decode_reach, f1_score,
+from probes.search import (TEST_SEED, _reach_labels, _vertex_tokens, accuracy_by_lookahead, decode_reach, f1_score,
                            trace_attention)
 from tasks.graph_search import PAD, encode_tokens, lengths, to_networkx
 
@@ -50,7 +50,7 @@ def test_tracing_effects_equal_single_perturbations(model_and_task):
 def test_reach_labels_are_the_descendants(model_and_task):
     model, task = model_and_task
     p = task.sample(20, seed=4)
-    feats, owners = _source_tokens(model, p, chunk=6)
+    feats, owners = _vertex_tokens(model, p, chunk=6)
     assert feats.shape == (4, int(p.params["n_edges"].sum()), 32)
     labels, dist = _reach_labels(p, owners, task.ids)
     for row, (b, u) in enumerate(owners[:60]):
@@ -58,12 +58,16 @@ def test_reach_labels_are_the_descendants(model_and_task):
         assert set(labels[row].nonzero().flatten().tolist()) == nx.descendants(graph, u)
         for v in nx.descendants(graph, u):
             assert dist[row, v] == nx.shortest_path_length(graph, u, v)
+        assert set((dist[row] == -1).nonzero().flatten().tolist()) == set(graph.nodes) - nx.descendants(graph, u)
     # the same features as a plain forward's residual stream at the u token of each edge
     tokens = encode_tokens(p)
     _, cache = model.run_with_cache(tokens, key_padding=tokens != PAD)
     b, u = owners[5]
     e = [i for i, (bb, _) in enumerate(owners) if bb == b].index(5)
     assert torch.allclose(feats[2, 5], cache["blocks.1.hook_resid_post"][b, 3 * e + 1], atol=1e-5)
+    target_feats, target_owners = _vertex_tokens(model, p, "target")
+    assert target_owners[5] == (b, int(p.xs[b, e, 1]))
+    assert torch.allclose(target_feats[2, 5], cache["blocks.1.hook_resid_post"][b, 3 * e + 2], atol=1e-5)
 
 
 def test_decoded_reach_follows_what_the_features_hold():
