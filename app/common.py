@@ -126,3 +126,28 @@ def read_json(path: Path) -> dict | None:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def experiment_result(name: str, figure: str, minutes: int, button_key: str) -> None:
+    """A reproduction's quick-scale result (its figure and claims table), or, before it exists, its progress while
+    it runs in the background, or a button that starts it (`lab reproduce NAME --scale quick`)."""
+    from app import jobs
+    from probes.experiments.common import experiment_dir
+
+    folder = experiment_dir(name, "quick")
+    res = read_json(folder / "result.json")
+    if res is None:
+        job = jobs.state(name)
+        if job is not None and job["running"]:
+            st.info(f"`lab reproduce {name} --scale quick` is running (about {minutes} min on a laptop CPU).")
+            st.code(job["log"] or "(starting)", language=None)
+        else:
+            st.caption(f"Not computed yet: `lab reproduce {name}` (about {minutes} minutes on a laptop CPU), or:")
+            if st.button("Run it in the background", key=button_key):
+                jobs.start(name, ["reproduce", name, "--scale", "quick", "--quiet"])
+                st.rerun()
+        return
+    if (folder / "figures" / figure).is_file():
+        image((folder / "figures" / figure).read_bytes())
+    st.dataframe([{"claim": c["claim"], "paper": number(c["paper"]), "ours": number(c["ours"]),
+                   "passed": "yes" if c["passed"] else "no"} for c in res["claims"]], hide_index=True, width="stretch")

@@ -3,8 +3,7 @@ examples beside the baselines and the exact learner, on its own class or another
 table of `lab reproduce bhattamishra-table`."""
 import streamlit as st
 
-from app import common, jobs
-from probes.experiments.common import experiment_dir
+from app import common
 from probes.icl_curve import icl_curve, plot_curve, shifted_task
 from tasks.boolean import CLASSES, TEACHABLE
 
@@ -48,23 +47,7 @@ elif run is not None:
                          hide_index=True)
 
 st.subheader("Classes x architectures")
-folder = experiment_dir("bhattamishra-table", "quick")
-res = common.read_json(folder / "result.json")
-if res is None:
-    job = jobs.state("boolean-table")
-    if job is not None and job["running"]:
-        st.info("`lab reproduce bhattamishra-table --scale quick` is running (about 30 min on a laptop CPU).")
-        st.code(job["log"] or "(starting)", language=None)
-    else:
-        st.caption("Not computed yet: `lab reproduce bhattamishra-table` (about 30 minutes on a laptop CPU), or:")
-        if st.button("Run it in the background", key="bool_table_run"):
-            jobs.start("boolean-table", ["reproduce", "bhattamishra-table", "--scale", "quick", "--quiet"])
-            st.rerun()
-else:
-    if (folder / "figures" / "table.png").is_file():
-        common.image((folder / "figures" / "table.png").read_bytes())
-    st.dataframe([{"claim": c["claim"], "paper": common.number(c["paper"]), "ours": common.number(c["ours"]),
-                   "passed": "yes" if c["passed"] else "no"} for c in res["claims"]], hide_index=True, width="stretch")
+common.experiment_result("bhattamishra-table", "table.png", 30, "bool_table_run")
 st.markdown("**What to notice.** Conjunctions and disjunctions are learned almost as well as the exact learner "
             "(literal elimination), while every sequence model stays at chance on parities, which Gaussian "
             "elimination over GF(2) solves exactly. A teaching prefix puts the most informative examples first.")

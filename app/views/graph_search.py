@@ -4,8 +4,7 @@ results."""
 import streamlit as st
 import torch
 
-from app import common, jobs
-from probes.experiments.common import experiment_dir
+from app import common
 from probes.figures import graph_figure, lookahead_figure, png_bytes
 from probes.inspect import PROBES, probe_run
 from probes.search import TEST_SEED, search_curve, held_out_task
@@ -82,23 +81,7 @@ elif run is not None:
         st.code(PROBES["search"].format(res), language=None)
 
 st.subheader("Naive vs balanced training")
-folder = experiment_dir("saparov-distributions", "quick")
-res = common.read_json(folder / "result.json")
-if res is None:
-    job = jobs.state("saparov-distributions")
-    if job is not None and job["running"]:
-        st.info("`lab reproduce saparov-distributions --scale quick` is running (about 20 min on a laptop CPU).")
-        st.code(job["log"] or "(starting)", language=None)
-    else:
-        st.caption("Not computed yet: `lab reproduce saparov-distributions` (about 20 minutes on a laptop CPU), or:")
-        if st.button("Run it in the background", key="graph_experiment_run"):
-            jobs.start("saparov-distributions", ["reproduce", "saparov-distributions", "--scale", "quick", "--quiet"])
-            st.rerun()
-else:
-    if (folder / "figures" / "lookahead.png").is_file():
-        common.image((folder / "figures" / "lookahead.png").read_bytes())
-    st.dataframe([{"claim": c["claim"], "paper": common.number(c["paper"]), "ours": common.number(c["ours"]),
-                   "passed": "yes" if c["passed"] else "no"} for c in res["claims"]], hide_index=True, width="stretch")
+common.experiment_result("saparov-distributions", "lookahead.png", 15, "graph_experiment_run")
 st.markdown("**What to notice.** Trained on naive random graphs, where most questions need no look-ahead, the model "
             "gets short searches right and long ones wrong; trained on the balanced distribution, where every "
             "lookahead is equally common, it keeps working as the lookahead grows. Inside, the tokens of the edges "
