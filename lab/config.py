@@ -207,8 +207,9 @@ class RunConfig:
                   f"<= task.n_points = {self.task.n_points} (0 = n_points)", cur.points_end)
         if self.curriculum.lookahead_start >= 0:
             ok = self.task.name == "graph_search" and task.distribution != "naive" and task.lookahead < 0
-            _need(ok, "curriculum.lookahead_start", "-1 (off) unless the task is graph_search with a balanced or star "
-                  "distribution and task.lookahead = -1", self.curriculum.lookahead_start)
+            _need(ok, "curriculum.lookahead_start", "-1 (off: add curriculum.lookahead_start=-1) unless the task is "
+                  "graph_search with a balanced or star distribution and task.lookahead = -1",
+                  self.curriculum.lookahead_start)
             _need(self.curriculum.lookahead_start <= task.largest_lookahead(), "curriculum.lookahead_start",
                   f"-1 (off) or 0..{task.largest_lookahead()}", self.curriculum.lookahead_start)
         _need(self.ensemble.size == 1 or self.model.arch == "transformer", "ensemble.size",
