@@ -40,6 +40,13 @@ def _summary(correct: torch.Tensor, n_boot: int = 500) -> dict:
     return {"mean": band["mean"][0], "lo": band["lo"][0], "hi": band["hi"][0], "n": int(len(correct))}
 
 
+def held_out_task(task, **changes):
+    """`task` with other settings (distribution, lookahead) at the same graph size and id range, first step."""
+    kw = {"n_vertices": task.n_vertices, "max_parents": task.max_parents, "n_ids": task.n_ids, "step": "first",
+          "distribution": task.distribution}
+    return tasks.get("graph_search", **{**kw, **changes})
+
+
 def accuracy_on(model, task, n: int = 1000, seed: int = TEST_SEED) -> dict:
     """Accuracy of `model` on n held-out prompts of `task`: {"mean", "lo", "hi", "n"} (90% bootstrap band)."""
     p = task.sample(n, seed=seed)
@@ -48,11 +55,10 @@ def accuracy_on(model, task, n: int = 1000, seed: int = TEST_SEED) -> dict:
 
 def accuracy_by_lookahead(model, task, n: int = 500, lookaheads=None) -> dict:
     """{lookahead: accuracy summary} on balanced test sets (one per lookahead, held out) of `task`'s graph size."""
-    kw = {"n_vertices": task.n_vertices, "max_parents": task.max_parents, "n_ids": task.n_ids, "step": "first"}
-    top = tasks.get("graph_search", **kw).largest_lookahead()
+    top = held_out_task(task).largest_lookahead()
     out = {}
     for L in (range(top + 1) if lookaheads is None else lookaheads):
-        test = tasks.get("graph_search", distribution="balanced", lookahead=L, **kw)
+        test = held_out_task(task, distribution="balanced", lookahead=L)
         out[int(L)] = accuracy_on(model, test, n, seed=TEST_SEED + 1 + L)
     return out
 
@@ -167,9 +173,7 @@ def reach_probe(model, task, n_train: int = 1500, n_test: int = 500, seed: int =
     """Reachable-set decoding per layer at the source (u) or target (v) token of every edge: the vertices reachable
     from that vertex (or, direction "ancestors", those it is reachable from). Returns decode_reach's result plus
     "position", "direction", "n_train_rows", "n_test_rows"."""
-    kw = {"n_vertices": task.n_vertices, "max_parents": task.max_parents, "n_ids": task.n_ids,
-          "distribution": task.distribution, "step": "first"}
-    probe_task = tasks.get("graph_search", **kw)
+    probe_task = held_out_task(task)
     train, test = probe_task.sample(n_train, seed=seed), probe_task.sample(n_test, seed=seed + 1)
     (f_train, o_train), (f_test, o_test) = (_vertex_tokens(model, x, position) for x in (train, test))
     y_train, _ = _reach_labels(train, o_train, probe_task.ids, direction)
@@ -208,13 +212,6 @@ def decode_reach(f_train, y_train, f_test, y_test, d_test) -> dict:
 
 
 # ---- run level: `lab eval` and `lab probe RUN search` ---------------------------------------------------------
-def held_out_task(task, **changes):
-    """`task` with other settings (distribution, lookahead) at the same graph size and id range, first step."""
-    kw = {"n_vertices": task.n_vertices, "max_parents": task.max_parents, "n_ids": task.n_ids, "step": "first",
-          "distribution": task.distribution}
-    return tasks.get("graph_search", **{**kw, **changes})
-
-
 def search_curve(model, task, n_prompts: int = 500) -> dict:
     """The eval object (DESIGN.md's shape, k = lookahead): accuracy per lookahead on balanced test sets, and
     accuracy on each test distribution ("distributions")."""
@@ -227,21 +224,26 @@ def search_curve(model, task, n_prompts: int = 500) -> dict:
     return curve
 
 
-def search_probe(run, n_prompts: int = 500) -> dict:
-    """`lab probe RUN search`: reachable-set decoding of the trained model and of its untrained initialisation (the
-    control), and the attention trace of one held-out prompt; writes figures/reach.png and figures/trace.png."""
+def mechanism(run, n_prompts: int, n_test: int, figures) -> dict:
+    """Reachable-set decoding of the trained model and of its untrained initialisation (the control), and the
+    attention trace of one held-out prompt; writes reach.png and trace.png into the folder `figures`."""
     from lab.model import build_model
 
     from .figures import reach_figure, save_figure, trace_figure
 
     model = run.model
     untrained = build_model(run.config.model, seed=run.config.train.seed).to(next(model.parameters()).device)
-    n_test = max(100, n_prompts // 2)
     reach, control = reach_probe(model, run.task, n_prompts, n_test), reach_probe(untrained, run.task, n_prompts, n_test)
     trace = trace_attention(model, held_out_task(run.task).sample(1, seed=TEST_SEED + 7), 0)
-    save_figure(reach_figure(reach, control), run.path / "figures" / "reach.png")
-    save_figure(trace_figure(trace), run.path / "figures" / "trace.png")
-    return {"kind": "search", "run": str(run.path), "reach": reach, "control": control, "trace": trace}
+    save_figure(reach_figure(reach, control), figures / "reach.png")
+    save_figure(trace_figure(trace), figures / "trace.png")
+    return {"reach": reach, "control": control, "trace": trace}
+
+
+def search_probe(run, n_prompts: int = 500) -> dict:
+    """`lab probe RUN search`: `mechanism` on held-out prompts, figures in RUN/figures."""
+    found = mechanism(run, n_prompts, max(100, n_prompts // 2), run.path / "figures")
+    return {"kind": "search", "run": str(run.path), **found}
 
 
 def format_search(res: dict) -> str:

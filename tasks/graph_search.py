@@ -154,7 +154,7 @@ class GraphSearch:
         adj = torch.zeros(B, N, N, dtype=torch.bool)
         b, c = real.nonzero(as_tuple=True)
         adj[b, parent[b, c], v[c]] = True
-        goal = (torch.rand(B, generator=g) * arms).long().clamp(max=arms - 1) * length + length  # tip of an arm
+        goal = _uniform_int(0, arms - 1, (B,), g) * length + length  # the tip of a random arm
         return adj, torch.zeros(B, dtype=torch.long), goal, 1 + arms * length
 
     def _balanced(self, B, g, L):

@@ -14,8 +14,8 @@ import numpy as np
 
 import lab
 
-from ..figures import lookahead_figure, reach_figure, trace_figure
-from ..search import accuracy_on, reach_probe, search_curve, held_out_task, trace_attention, TEST_SEED
+from ..figures import lookahead_figure
+from ..search import accuracy_on, held_out_task, mechanism, reach_probe, search_curve
 from .common import claim, experiment_dir, pyplot, result, save_figure, save_result
 
 SCALES = {
@@ -127,15 +127,9 @@ def run_mechanism(scale: str = "quick", out=None, quiet: bool = False) -> dict:
     folder = experiment_dir("saparov-mechanism", scale, out)
     run = _train_balanced(s, scale, quiet) if out is None else lab.train(
         "graph-search", _overrides(s, s["n_vertices"], "balanced", s["steps"]), out=folder / "balanced", quiet=quiet)
-    from lab.model import build_model
-
-    untrained = build_model(run.config.model, seed=run.config.train.seed)
     n_test = max(50, s["probe_prompts"] // 2)
-    reach = reach_probe(run.model, run.task, s["probe_prompts"], n_test)
-    control = reach_probe(untrained, run.task, s["probe_prompts"], n_test)
-    trace = trace_attention(run.model, held_out_task(run.task).sample(1, seed=TEST_SEED + 7), 0)
-    save_figure(reach_figure(reach, control), folder / "figures" / "reach.png")
-    save_figure(trace_figure(trace), folder / "figures" / "trace.png")
+    found = mechanism(run, s["probe_prompts"], n_test, folder / "figures")
+    reach, control, trace = found["reach"], found["control"], found["trace"]
     r, last = reach["reach"], len(reach["reach"]) - 1
     grows = r[last] > r[1] and all(b >= a for a, b in zip(r[1:], r[2:]))
     doubling = [2 ** (l - 1) for l in reach["layers"][1:]]
