@@ -14,6 +14,8 @@ import torch
 
 from tasks.token_selection import SelectionProblems
 
+from .svm import InfeasibleSelection, att_svm
+
 PARAMS = ("W", "KQ")
 LOSSES = ("logistic", "linear")
 KQ_PENALTY = torch.finfo(torch.float64).eps
@@ -123,3 +125,37 @@ def _scaled(G: torch.Tensor, normalized: bool) -> torch.Tensor:
 def _check(value, allowed, name):
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+@dataclass
+class SVMComparison:
+    """A training run beside the Att-SVM of the tokens it ends up selecting (Tarzanagh et al., Theorems 1-2)."""
+
+    trajectory: Trajectory  # with corr["fro"], corr["nuclear"] and mass["selected"], mass["optimal"]
+    solutions: dict  # norm -> [S] SVMSolution, or None where the selection is infeasible
+
+    @property
+    def selected(self) -> torch.Tensor:
+        return self.trajectory.selected  # [S, n]
+
+
+def compare_with_svm(P: SelectionProblems, param: str = "W", norms=("fro", "nuclear"), **train_kw) -> SVMComparison:
+    """Train once to learn which tokens each problem selects, solve the Att-SVM for that selection in each norm,
+    then train again (same seed, so the same iterates) recording corr(W_k, W_svm) and the softmax mass on the
+    selected and on the optimal tokens at every step. Infeasible selections get corr nan."""
+    selected = train(P, param, **train_kw).selected
+    d = P.v.shape[-1]
+    solutions, targets = {}, {}
+    for norm in norms:
+        solutions[norm] = [_solve_or_none(P, k, selected[k], norm) for k in range(len(P))]
+        targets[norm] = torch.stack([torch.from_numpy(s.W) if s else torch.full((d, d), torch.nan, dtype=torch.float64)
+                                     for s in solutions[norm]])  # [S, d, d]
+    traj = train(P, param, targets=targets, tokens={"selected": selected, "optimal": P.optimal}, **train_kw)
+    return SVMComparison(traj, solutions)
+
+
+def _solve_or_none(P: SelectionProblems, k: int, selection, norm: str):
+    try:
+        return att_svm(P.X[k], P.z[k], selection, norm=norm, scores=P.scores[k])
+    except InfeasibleSelection:
+        return None

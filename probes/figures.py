@@ -188,3 +188,37 @@ def graph_figure(p, i: int = 0, probs: dict | None = None):
     ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def svm_convergence_figure(curves: dict, paper: dict, title: str):
+    """Tarzanagh et al.: corr(W_k, W_svm) per iteration (mean, 10-90% band) with the paper's re-run points, and the
+    softmax mass on the selected token (mean, and the mean over problems of the smallest over samples)."""
+    fig, axes = pyplot().subplots(1, 2, figsize=(11, 3.8))
+    for label, c in curves.items():
+        (line,) = axes[0].plot(c["step"], c["corr_mean"], lw=2, label=f"{label} vs {c['svm']} SVM")
+        axes[0].fill_between(c["step"], c["corr_lo"], c["corr_hi"], alpha=0.15, color=line.get_color(), lw=0)
+        axes[1].plot(c["step"], c["mass_mean"], lw=2, color=line.get_color(), label=f"{label}: mean")
+        axes[1].plot(c["step"], c["mass_min"], lw=1, ls="--", color=line.get_color(), label=f"{label}: worst sample")
+    axes[0].plot(list(paper), list(paper.values()), "k*", ms=10, label="paper (W, normalised GD)")
+    axes[0].set(xlabel="iteration", ylabel="corr(W, W_svm)", ylim=(-0.05, 1.02), title=title)
+    axes[1].set(xlabel="iteration", ylabel="softmax on the selected token", ylim=(-0.02, 1.02),
+                title="attention on the selected token")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def svm_rank_figure(by_n: dict, by_d: dict, s: dict):
+    """Mean rank of the Frobenius and nuclear-norm Att-SVM solutions against n (fixed d) and against d (fixed n)."""
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 3.6))
+    for ax, table, xlabel, fixed in [(axes[0], by_n, "samples n", f"d = {s['d']}, T = {s['T']}"),
+                                     (axes[1], by_d, "dimension d", f"n = {s['n']}, T = {s['T']}")]:
+        xs = [x for x, r in table.items() if r["feasible"]]
+        ax.plot(xs, [table[x]["fro_mean"] for x in xs], "o-", lw=2, label="Frobenius (W)")
+        ax.plot(xs, [table[x]["nuclear_mean"] for x in xs], "s--", lw=2, label="nuclear (W = K Q^T)")
+        ax.set(xlabel=xlabel, ylabel="rank of the SVM solution", title=fixed)
+        ax.legend(fontsize=8)
+    axes[0].plot(list(by_n), list(by_n), ":", color="gray", label="rank = n")
+    fig.tight_layout()
+    return fig
