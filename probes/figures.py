@@ -222,3 +222,28 @@ def svm_rank_figure(by_n: dict, by_d: dict, s: dict):
     axes[0].plot(list(by_n), list(by_n), ":", color="gray", label="rank = n")
     fig.tight_layout()
     return fig
+
+
+def scan_snap_figure(m: dict):
+    """Tian et al.: attention on common and on each distinct token over training (base ratio), the attention entropy
+    over training for every learning-rate ratio, and the final entropy against the ratio."""
+    fig, axes = pyplot().subplots(1, 3, figsize=(14, 3.8))
+    steps = np.maximum(m["record_steps"], 1)
+    axes[0].plot(steps, m["common_mass"], "k-", lw=2.5, label="common tokens (all)")
+    for j, mass in enumerate(m["distinct_mass"]):
+        axes[0].plot(steps, mass, lw=2, label=f"distinct token {j}" + (" (most frequent)" if j == 0 else ""))
+    axes[0].set(xscale="log", xlabel="step", ylabel="attention mass", ylim=(0, 1),
+                title=f"attention per token, eta_Y / eta_Z = {m['base_ratio']}")
+    axes[0].legend(fontsize=7)
+    for r, curve in m["entropy_curves"].items():
+        axes[1].plot(steps, curve, lw=1.5, label=f"ratio {r}")
+    axes[1].set(xscale="log", xlabel="step", ylabel="attention entropy (nats)", title="entropy over training")
+    axes[1].legend(fontsize=7)
+    ratios = [float(r) for r in m["final_entropy"]]
+    axes[2].plot(ratios, list(m["final_entropy"].values()), "o-", lw=2)
+    axes[2].axhline(m["initial_entropy"], color="gray", ls=":", label="uniform attention (start)")
+    axes[2].set(xscale="log", xlabel="learning-rate ratio eta_Y / eta_Z", ylabel="final attention entropy",
+                title="larger ratio: attention snaps earlier")
+    axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -7,7 +7,8 @@ MODULES = {"vo-1layer": "vo_1layer", "vo-gdpp": "vo_gdpp", "akyurek-depth": "aky
            "fu-newton": "fu_newton", "fu-illcond": "fu_illcond", "bhattamishra-table": "bhattamishra_table",
            "teaching-sequences": "teaching_sequences",
            "saparov-distributions": "saparov_distributions", "saparov-scaling": "saparov_scaling",
-           "saparov-mechanism": "saparov_mechanism", "svm-convergence": "svm_convergence", "svm-rank": "svm_rank"}
+           "saparov-mechanism": "saparov_mechanism", "svm-convergence": "svm_convergence", "svm-rank": "svm_rank",
+           "scan-and-snap": "scan_and_snap"}
 
 
 def names() -> list[str]:

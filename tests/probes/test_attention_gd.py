@@ -96,3 +96,15 @@ def test_bad_choices():
         ag.train(P, param="V")
     with pytest.raises(ValueError, match="loss_kind must be one of logistic, linear"):
         ag.train(P, loss_kind="hinge")
+
+
+def test_compare_with_svm_records_the_run_it_solved_for():
+    """The second (recording) pass repeats the first: the SVM is solved for the tokens that run selects."""
+    P = TokenSelection(n=3, T=4, d=5).sample([SEED, SEED + 7])
+    c = ag.compare_with_svm(P, "KQ", steps=150)
+    first = ag.train(P, "KQ", steps=150)
+    assert torch.equal(c.trajectory.W, first.W) and torch.equal(c.selected, first.selected)
+    for k in range(2):
+        for norm in ("fro", "nuclear"):
+            assert (c.solutions[norm][k].selection == first.selected[k].numpy()).all()
+    assert torch.isfinite(c.trajectory.corr["nuclear"]).all() and c.trajectory.mass["optimal"].shape == (151, 2, 3)

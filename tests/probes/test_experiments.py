@@ -14,7 +14,8 @@ from probes.inspect import match_algorithms
 FIGURES = {"vo-1layer": "kq_pv.png", "vo-gdpp": "kq_pv.png", "akyurek-depth": "spd_by_depth.png",
            "fu-newton": "layer_iterations.png", "fu-illcond": "layer_iterations.png",
            "bhattamishra-table": "table.png", "teaching-sequences": "teaching.png",
-           "saparov-distributions": "lookahead.png", "saparov-scaling": "scaling.png", "saparov-mechanism": "reach.png"}
+           "saparov-distributions": "lookahead.png", "saparov-scaling": "scaling.png", "saparov-mechanism": "reach.png",
+           "svm-convergence": "convergence.png", "svm-rank": "rank.png", "scan-and-snap": "scan_snap.png"}
 
 
 @pytest.mark.parametrize("name", experiments.names())
