@@ -142,7 +142,7 @@ def experiment_result(name: str, figure: str, minutes: int, button_key: str) -> 
             st.info(f"`lab reproduce {name} --scale quick` is running (about {minutes} min on a laptop CPU).")
             st.code(job["log"] or "(starting)", language=None)
         else:
-            st.caption(f"Not computed yet: `lab reproduce {name}` (about {minutes} minutes on a laptop CPU), or:")
+            st.caption(f"Not computed yet: `lab reproduce {name}` (about {minutes} min on a laptop CPU), or:")
             if st.button("Run it in the background", key=button_key):
                 jobs.start(name, ["reproduce", name, "--scale", "quick", "--quiet"])
                 st.rerun()

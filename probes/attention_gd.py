@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from tasks.token_selection import SelectionProblems
@@ -137,6 +138,18 @@ class SVMComparison:
     @property
     def selected(self) -> torch.Tensor:
         return self.trajectory.selected  # [S, n]
+
+    def curves(self, norm: str, every: int = 1) -> dict:
+        """JSON-ready, every `every` steps: corr with the `norm` SVM (mean and 10-90% band over the problems with a
+        feasible selection) and the softmax on the selected tokens (mean, and the mean over problems of the worst
+        sample)."""
+        corr = self.trajectory.corr[norm].numpy()  # [steps+1, S]
+        mass = self.trajectory.mass["selected"].numpy()  # [steps+1, S, n]
+        idx = np.arange(0, len(corr), every)
+        corr = corr[idx][:, ~np.isnan(corr[-1])]
+        return {"step": idx.tolist(), "svm": norm, "corr_mean": corr.mean(1).tolist(),
+                "corr_lo": np.percentile(corr, 10, axis=1).tolist(), "corr_hi": np.percentile(corr, 90, axis=1).tolist(),
+                "mass_mean": mass[idx].mean((1, 2)).tolist(), "mass_min": mass[idx].min(2).mean(1).tolist()}
 
 
 def compare_with_svm(P: SelectionProblems, param: str = "W", norms=("fro", "nuclear"), **train_kw) -> SVMComparison:

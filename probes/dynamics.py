@@ -80,3 +80,15 @@ def train_dynamics(task: ScanSnap, lr_decoder: float, lr_attention: float, steps
         torch.nn.functional.cross_entropy(model(b.tokens)[0], b.next_token).backward()
         opt.step()
     return Dynamics(rec_steps, np.stack(attn), np.array(ent), np.array(losses), task)
+
+
+def summarize(d: Dynamics) -> dict:
+    """JSON-ready: attention on the common tokens and on each distinct token (rank j = j-th most frequent of its
+    class, averaged over classes) per recorded step, when each distinct rank peaks, the entropy curve."""
+    task = d.task
+    common = d.mass(lambda n: list(range(task.n_common)))
+    distinct = [d.mass(lambda n, j=j: [task.distinct_tokens(n)[j]]) for j in range(task.n_distinct)]
+    return {"record_steps": list(d.steps), "common_mass": common.tolist(), "distinct_mass": [m.tolist() for m in distinct],
+            "distinct_peak_steps": [d.steps[int(np.argmax(m))] for m in distinct],  # most frequent first
+            "entropy": d.entropy.tolist(), "final_entropy": float(d.entropy[-1]), "final_loss": float(d.loss[-1]),
+            "top_token_share": float(d.token_attention[-1].max(-1).mean())}

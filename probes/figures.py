@@ -199,7 +199,8 @@ def svm_convergence_figure(curves: dict, paper: dict, title: str):
         axes[0].fill_between(c["step"], c["corr_lo"], c["corr_hi"], alpha=0.15, color=line.get_color(), lw=0)
         axes[1].plot(c["step"], c["mass_mean"], lw=2, color=line.get_color(), label=f"{label}: mean")
         axes[1].plot(c["step"], c["mass_min"], lw=1, ls="--", color=line.get_color(), label=f"{label}: worst sample")
-    axes[0].plot(list(paper), list(paper.values()), "k*", ms=10, label="paper (W, normalised GD)")
+    if paper:
+        axes[0].plot(list(paper), list(paper.values()), "k*", ms=10, label="paper (W, normalised GD)")
     axes[0].set(xlabel="iteration", ylabel="corr(W, W_svm)", ylim=(-0.05, 1.02), title=title)
     axes[1].set(xlabel="iteration", ylabel="softmax on the selected token", ylim=(-0.02, 1.02),
                 title="attention on the selected token")
@@ -224,17 +225,20 @@ def svm_rank_figure(by_n: dict, by_d: dict, s: dict):
     return fig
 
 
+def token_attention_figure(summary: dict, title: str):
+    """Scan and snap, one run: attention on the common tokens and on each distinct token against the step."""
+    fig, ax = pyplot().subplots(figsize=(6, 3.8))
+    _token_attention(ax, summary, title)
+    fig.tight_layout()
+    return fig
+
+
 def scan_snap_figure(m: dict):
-    """Tian et al.: attention on common and on each distinct token over training (base ratio), the attention entropy
-    over training for every learning-rate ratio, and the final entropy against the ratio."""
+    """Tian et al.: attention per token over training (base ratio), the attention entropy over training for every
+    learning-rate ratio, and the final entropy against the ratio."""
     fig, axes = pyplot().subplots(1, 3, figsize=(14, 3.8))
-    steps = np.maximum(m["record_steps"], 1)
-    axes[0].plot(steps, m["common_mass"], "k-", lw=2.5, label="common tokens (all)")
-    for j, mass in enumerate(m["distinct_mass"]):
-        axes[0].plot(steps, mass, lw=2, label=f"distinct token {j}" + (" (most frequent)" if j == 0 else ""))
-    axes[0].set(xscale="log", xlabel="step", ylabel="attention mass", ylim=(0, 1),
-                title=f"attention per token, eta_Y / eta_Z = {m['base_ratio']}")
-    axes[0].legend(fontsize=7)
+    _token_attention(axes[0], m["base"], f"attention per token, eta_Y / eta_Z = {m['base_ratio']}")
+    steps = np.maximum(m["base"]["record_steps"], 1)
     for r, curve in m["entropy_curves"].items():
         axes[1].plot(steps, curve, lw=1.5, label=f"ratio {r}")
     axes[1].set(xscale="log", xlabel="step", ylabel="attention entropy (nats)", title="entropy over training")
@@ -247,3 +251,12 @@ def scan_snap_figure(m: dict):
     axes[2].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def _token_attention(ax, summary: dict, title: str) -> None:
+    steps = np.maximum(summary["record_steps"], 1)  # step 0 drawn at 1 on the log axis
+    ax.plot(steps, summary["common_mass"], "k-", lw=2.5, label="common tokens (all)")
+    for j, mass in enumerate(summary["distinct_mass"]):
+        ax.plot(steps, mass, lw=2, label=f"distinct token {j}" + (" (most frequent)" if j == 0 else ""))
+    ax.set(xscale="log", xlabel="step", ylabel="attention mass", ylim=(0, 1), title=title)
+    ax.legend(fontsize=7)

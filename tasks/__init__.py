@@ -5,5 +5,10 @@ from .graph_search import GraphSearch
 from .linear_regression import LinearRegression
 from .prompts import Prompts
 from .registry import get, names, task_class
+from .scan_snap import ScanSnap
+from .token_selection import TokenSelection
 
-__all__ = ["get", "names", "task_class", "formats", "Prompts", "LinearRegression", "BooleanFunctions", "GraphSearch"]
+# TokenSelection and ScanSnap feed the one-layer models of probes.attention_gd and probes.dynamics, not `lab train`,
+# so they are not in the registry.
+__all__ = ["get", "names", "task_class", "formats", "Prompts", "LinearRegression", "BooleanFunctions", "GraphSearch",
+           "TokenSelection", "ScanSnap"]

@@ -11,7 +11,7 @@ import numpy as np
 
 from tasks.scan_snap import ScanSnap
 
-from ..dynamics import train_dynamics
+from ..dynamics import summarize, train_dynamics
 from ..figures import scan_snap_figure
 from .common import claim, experiment_dir, result, save_figure, save_result
 
@@ -34,12 +34,10 @@ def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
     task = ScanSnap(**s["task"])
     sweep = {r: train_dynamics(task, r * s["lr_attention"], s["lr_attention"], s["steps"], s["batch"])
              for r in s["ratios"]}
-    base = sweep[s["base_ratio"]]
-    common = base.mass(lambda n: list(range(task.n_common)))
-    distinct = [base.mass(lambda n, j=j: [task.distinct_tokens(n)[j]]) for j in range(task.n_distinct)]
-    peaks = [base.steps[int(np.argmax(m))] for m in distinct]  # most frequent first
-    entropy = {r: float(d.entropy[-1]) for r, d in sweep.items()}
-    top_share = float(base.token_attention[-1].max(-1).mean())
+    summaries = {r: summarize(d) for r, d in sweep.items()}
+    base = summaries[s["base_ratio"]]
+    common, distinct, peaks = base["common_mass"], base["distinct_mass"], base["distinct_peak_steps"]
+    entropy = {r: m["final_entropy"] for r, m in summaries.items()}
     ratios = list(s["ratios"])
     rising = all(entropy[a] < entropy[b] for a, b in zip(ratios, ratios[1:]))
     rarer_first = all(a >= b for a, b in zip(peaks, peaks[1:])) and distinct[-1][-1] < distinct[-1][0]
@@ -49,26 +47,25 @@ def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
         claim("among distinct tokens the rarer lose weight first (attention peaks earlier the rarer the token; the "
               "rarest ends below its start)", "rarer first", f"peak steps {peaks} (most frequent first)", rarer_first),
         claim(f"attention does not collapse onto one token (largest token share < {COLLAPSE})", "no collapse",
-              round(top_share, 4), top_share < COLLAPSE),
+              round(base["top_token_share"], 4), base["top_token_share"] < COLLAPSE),
         claim("a larger decoder/attention learning-rate ratio leaves a higher final attention entropy (rising over "
               f"the ratios {ratios})", "rises", " < ".join(f"{entropy[r]:.3f}" for r in ratios), rising),
     ]
     metrics = {"task": {k: getattr(task, k) for k in ("n_classes", "n_common", "n_distinct", "context",
                                                       "common_share", "distinct_decay")},
                "steps": s["steps"], "lr_attention": s["lr_attention"], "base_ratio": s["base_ratio"],
-               "record_steps": base.steps, "common_mass": common.tolist(),
-               "distinct_mass": [m.tolist() for m in distinct], "distinct_peak_steps": peaks,
-               "final_entropy": {str(r): e for r, e in entropy.items()}, "initial_entropy": float(base.entropy[0]),
-               "entropy_curves": {str(r): d.entropy.tolist() for r, d in sweep.items()},
-               "final_loss": {str(r): float(d.loss[-1]) for r, d in sweep.items()}, "top_token_share": top_share,
+               "base": base, "final_entropy": {str(r): e for r, e in entropy.items()},
+               "initial_entropy": base["entropy"][0],
+               "entropy_curves": {str(r): m["entropy"] for r, m in summaries.items()},
+               "final_loss": {str(r): m["final_loss"] for r, m in summaries.items()},
                # how much attention still moves late: the entropy drop over the second half of training
-               "entropy_drop_second_half": {str(r): _late_drop(d) for r, d in sweep.items()}}
+               "entropy_drop_second_half": {str(r): _late_drop(m) for r, m in summaries.items()}}
     save_figure(scan_snap_figure(metrics), folder / "figures" / "scan_snap.png")
     res = result(NAME, scale, time.time() - t0, [], claims, metrics)
     save_result(folder, res)
     return res
 
 
-def _late_drop(d) -> float:
-    half = int(np.searchsorted(d.steps, d.steps[-1] // 2))
-    return float(d.entropy[half] - d.entropy[-1])
+def _late_drop(m: dict) -> float:
+    half = int(np.searchsorted(m["record_steps"], m["record_steps"][-1] // 2))
+    return m["entropy"][half] - m["entropy"][-1]

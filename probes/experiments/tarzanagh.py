@@ -42,7 +42,7 @@ def run_convergence(scale: str = "quick", out=None, quiet: bool = False) -> dict
             "KQ": compare_with_svm(P, "KQ", steps=s["steps"], lr=LR),
             "W plain GD": compare_with_svm(P, "W", norms=("fro",), steps=s["steps"], lr=PLAIN_LR, normalized=False)}
     own = {"W": "fro", "KQ": "nuclear", "W plain GD": "fro"}  # the SVM each parametrisation converges to
-    curves = {name: _curves(c, own[name]) for name, c in runs.items()}
+    curves = {name: c.curves(own[name], CURVE_EVERY) for name, c in runs.items()}
     checkpoints = [k for k in PAPER_CORR if k < s["steps"]] + [s["steps"]]
     at = {name: {str(k): _mean(c.trajectory.corr[own[name]][k]) for k in checkpoints} for name, c in runs.items()}
     kq_fro = _mean(runs["KQ"].trajectory.corr["fro"][-1])
@@ -113,18 +113,6 @@ def _ranks(P) -> dict:
             infeasible += 1
     return {"fro_mean": _mean(fro), "nuclear_mean": _mean(nuc), "fro_max": max(fro, default=None),
             "nuclear_max": max(nuc, default=None), "feasible": len(fro), "infeasible": infeasible}
-
-
-def _curves(c, norm: str) -> dict:
-    """Mean and 10-90% band of corr with the SVM of `norm`, and the softmax mass on the selected tokens."""
-    corr = c.trajectory.corr[norm].numpy()  # [steps+1, S]
-    mass = c.trajectory.mass["selected"].numpy()  # [steps+1, S, n]
-    idx = np.arange(0, len(corr), CURVE_EVERY)
-    ok = ~np.isnan(corr[-1])
-    q = lambda a, p: np.percentile(a[idx][:, ok], p, axis=1).tolist()  # noqa: E731
-    return {"step": idx.tolist(), "svm": norm, "corr_mean": corr[idx][:, ok].mean(1).tolist(),
-            "corr_lo": q(corr, 10), "corr_hi": q(corr, 90), "mass_mean": mass[idx].mean((1, 2)).tolist(),
-            "mass_min": mass[idx].min(2).mean(1).tolist()}
 
 
 def _optimality(solutions) -> dict:

@@ -15,7 +15,7 @@ import lab  # noqa: E402
 
 MAIN = str(Path(__file__).parents[2] / "app" / "main.py")
 PAGES = ["views/runs.py", "views/icl_curve.py", "views/inside.py", "views/algorithm.py", "views/tour.py",
-         "views/boolean.py", "views/graph_search.py"]
+         "views/boolean.py", "views/graph_search.py", "views/attention_svm.py"]
 SMALL = ["train.steps=40", "model.d_model=16", "model.n_layers=2", "train.batch_size=32"]
 
 
@@ -90,6 +90,21 @@ def test_graph_page_shows_another_graph_for_another_lookahead(app):
     app.button(key="graph_probe").click().run()
     assert not app.exception and not app.error, [e.value for e in app.error]
     assert "decoded reach" in _texts(app) and (Path(os.environ["LAB_RUNS"]) / "graph" / "eval" / "search.json").is_file()
+
+
+def test_svm_page_solves_another_problem_and_another_ratio(app):
+    _page(app, "views/attention_svm.py")
+    assert not app.error, [e.value for e in app.error]
+    assert app.metric[0].label.startswith("corr with the Frobenius SVM") and float(app.metric[0].value) > 0.9
+    before = app.dataframe[0].value.to_dict()
+    app.number_input(key="svm_seed").set_value(3).run()
+    assert not app.exception and not app.error
+    assert app.dataframe[0].value.to_dict() != before  # another problem: other tokens selected and scored
+    app.radio(key="svm_param").set_value("K Q^T").run()
+    assert app.metric[0].label.startswith("corr with the nuclear-norm SVM")
+    entropy = app.metric[2].value
+    app.select_slider(key="snap_ratio").set_value(20).run()
+    assert not app.exception and float(app.metric[2].value) > float(entropy)  # a larger ratio: a higher entropy
 
 
 @pytest.mark.parametrize("page", ["views/icl_curve.py", "views/inside.py", "views/algorithm.py", "views/boolean.py"])
@@ -186,7 +201,8 @@ def test_bad_run_folders_show_a_message_never_a_crash(tmp_path, monkeypatch, roo
     at.sidebar.selectbox(key="run_picker").set_value(name).run()
     _page(at, page)
     shown = _texts(at)
-    if page in ("views/runs.py", "views/tour.py", "views/boolean.py", "views/graph_search.py"):  # other things too
+    if page in ("views/runs.py", "views/tour.py", "views/boolean.py", "views/graph_search.py",
+                "views/attention_svm.py"):  # other things too
         return
     if name == "still-training":
         assert "Still training" in shown
