@@ -59,7 +59,7 @@ def train_dynamics(task: ScanSnap, lr_decoder: float, lr_attention: float, steps
     model = OneLayerAttention(task.vocab_size, task.n_classes, normalize)
     opt = torch.optim.SGD([{"params": [model.Y], "lr": lr_decoder}, {"params": [model.Z], "lr": lr_attention}])
     g = torch.Generator().manual_seed(seed)
-    per_class = n_eval // task.n_classes
+    per_class = max(1, n_eval // task.n_classes)
     labels = torch.arange(task.n_classes).repeat_interleave(per_class)
     ev = task.sample(len(labels), generator=torch.Generator().manual_seed(seed + 1), next_token=labels)
     record = set(np.unique(np.geomspace(1, max(steps, 1), n_records).round().astype(int)).tolist()) | {0, steps}

@@ -38,11 +38,6 @@ class SVMSolution:
     globally_optimal: bool | None  # every selected token has the top score (None without scores)
     locally_optimal: bool | None  # every support token scores below its sample's selected token (Def. 2)
 
-    @property
-    def direction(self) -> np.ndarray:
-        """W / ||W||_F."""
-        return self.W / np.linalg.norm(self.W)
-
 
 def constraint_matrices(X, z, selection) -> np.ndarray:
     """A_it = (x_{i,a_i} - x_it) z_i^T for every sample i and token t != a_i.  # [n, T-1, d, d]"""
