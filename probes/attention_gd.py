@@ -20,6 +20,8 @@ from .svm import InfeasibleSelection, att_svm
 PARAMS = ("W", "KQ")
 LOSSES = ("logistic", "linear")
 KQ_PENALTY = torch.finfo(torch.float64).eps
+LR = 0.1  # normalised GD step (their experiments)
+PLAIN_LR = 10.0  # plain GD, for comparison: gradients shrink as the softmax saturates, so a large step
 
 
 def attention(P: SelectionProblems, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,7 +68,7 @@ class Trajectory:
         return self.softmax.argmax(-1)
 
 
-def train(P: SelectionProblems, param: str = "W", steps: int = 2000, lr: float = 0.1, normalized: bool = True,
+def train(P: SelectionProblems, param: str = "W", steps: int = 2000, lr: float = LR, normalized: bool = True,
           loss_kind: str = "logistic", init_scale: float = 0.01, seed: int = 0, targets: dict | None = None,
           tokens: dict | None = None) -> Trajectory:
     """Train every problem's W (or K, Q) by (normalised) gradient descent from a small random start.

@@ -30,10 +30,15 @@ class OneLayerAttention(torch.nn.Module):
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Next-token logits [B, K] and the attention [B, T-1]."""
         a = self.attention(tokens)
-        u = torch.zeros(len(tokens), self.Z.shape[0], dtype=a.dtype).scatter_add(1, tokens[:, :-1], a)  # [B, M]
+        u = per_token(tokens, a, self.Z.shape[0])
         if self.normalize:
             u = u / u.norm(dim=1, keepdim=True)
         return u @ self.Y, a
+
+
+def per_token(tokens: torch.Tensor, a: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Attention mass per token id, u = sum_t a_t e_{x_t} over the context positions.  # [B, M]"""
+    return torch.zeros(len(tokens), vocab_size, dtype=a.dtype).scatter_add(1, tokens[:, :-1], a)
 
 
 @dataclass
@@ -68,7 +73,7 @@ def train_dynamics(task: ScanSnap, lr_decoder: float, lr_attention: float, steps
         if step in record:
             with torch.no_grad():
                 logits, a = model(ev.tokens)
-                u = torch.zeros(len(a), task.vocab_size, dtype=a.dtype).scatter_add(1, ev.tokens[:, :-1], a)
+                u = per_token(ev.tokens, a, task.vocab_size)
                 rec_steps.append(step)
                 attn.append(u.view(task.n_classes, per_class, -1).mean(1).numpy())
                 ent.append(float(-(a * a.clamp_min(1e-300).log()).sum(1).mean()))

@@ -4,8 +4,9 @@ import numpy as np
 import streamlit as st
 
 from app import common
-from probes.attention_gd import compare_with_svm
+from probes.attention_gd import LR, PLAIN_LR, compare_with_svm
 from probes.dynamics import summarize, train_dynamics
+from probes.experiments.scan_and_snap import SCALES as SNAP_SCALES
 from probes.figures import png_bytes, svm_convergence_figure, token_attention_figure
 from tasks.scan_snap import ScanSnap
 from tasks.token_selection import TokenSelection
@@ -26,7 +27,7 @@ steps = c4.select_slider("Steps", [250, 500, 1000, 2000], 1000, key="svm_steps")
 @st.cache_data(max_entries=16, show_spinner="Training and solving the SVMs...")
 def selection_study(seed: int, param: str, normalized: bool, steps: int) -> dict:
     P = TokenSelection().sample(seed)
-    c = compare_with_svm(P, param, steps=steps, lr=0.1 if normalized else 10.0, normalized=normalized)
+    c = compare_with_svm(P, param, steps=steps, lr=LR if normalized else PLAIN_LR, normalized=normalized)
     own = "fro" if param == "W" else "nuclear"
     sols = {norm: c.solutions[norm][0] for norm in ("fro", "nuclear")}
     scores = P.scores[0].numpy()
@@ -63,7 +64,8 @@ st.header("Scan and snap")
 st.caption("Next-token prediction where the last token queries T - 1 context tokens: common tokens shared by every "
            "class and distinct tokens of each class (the j-th most frequent shown per class). One attention layer, "
            "no positional encoding; the decoder Y and the attention Z train with their own learning rates.")
-ratio = st.select_slider("Learning-rate ratio eta_Y / eta_Z", [0.5, 1, 2, 5, 10, 20], 1, key="snap_ratio")
+ratio = st.select_slider("Learning-rate ratio eta_Y / eta_Z", list(SNAP_SCALES["quick"]["ratios"]), 1,
+                         key="snap_ratio")
 
 
 @st.cache_data(max_entries=16, show_spinner="Training the attention layer...")

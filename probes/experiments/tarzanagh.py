@@ -14,7 +14,7 @@ import numpy as np
 
 from tasks.token_selection import TokenSelection
 
-from ..attention_gd import compare_with_svm
+from ..attention_gd import LR, PLAIN_LR, compare_with_svm
 from ..figures import svm_convergence_figure, svm_rank_figure
 from ..svm import InfeasibleSelection, att_svm
 from .common import claim, experiment_dir, result, save_figure, save_result
@@ -27,8 +27,6 @@ SCALES = {
     "smoke": {"n": 3, "T": 4, "d": 4, "n_seeds": 3, "steps": 120, "rank_seeds": 2,
               "rank_n": (1, 3), "rank_d": (3, 5)},  # tests only
 }
-LR = 0.1  # normalised GD step (their experiments)
-PLAIN_LR = 10.0  # plain GD, for comparison: gradients shrink as the softmax saturates, so a large step
 PAPER_CORR = {100: 0.76, 500: 0.984, 1000: 0.996, 2000: 0.997}  # W, normalised GD, 10 seeds (REFERENCES.md)
 CURVE_EVERY = 5  # steps between recorded curve points in the JSON
 
