@@ -2,7 +2,6 @@
 and images. Holds no science: numbers and figures come from lab and probes."""
 from __future__ import annotations
 
-import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,7 +9,8 @@ from pathlib import Path
 import streamlit as st
 
 import lab
-from lab.runs import CHECKPOINT, CONFIG, METRICS, STATUS, read_metrics, runs_root, scan_runs
+from lab.runs import (CHECKPOINT, CONFIG, METRICS, STATUS, RunFileError, read_json_file, read_metrics, resume_command,
+                      runs_root, scan_runs)
 
 
 def run_summary(run: lab.Run) -> dict:
@@ -86,16 +86,21 @@ def selected_run(need_model: bool = True) -> lab.Run | None:
         return _load(str(path), member, checkpoint_stamp(path))
     except FileNotFoundError:
         st.warning(f"{Path(path).name} has no checkpoint yet (still starting?). Come back in a moment, or train "
-                   f"it: `lab train {lab.load_run(path).config.preset or 'PRESET'} --out {path}`.")
+                   f"it: `{resume_command(path)}`.")
+    except RunFileError as e:  # one line naming the file and what is wrong with it
+        st.error(f"{Path(path).name} cannot be loaded: {e}")
     except Exception as e:
-        st.error(f"{Path(path).name} cannot be loaded: {type(e).__name__}: {e}. Its checkpoint may be corrupt: "
-                 f"train it again into a new folder.")
+        st.error(f"{Path(path).name} cannot be loaded: {type(e).__name__}: {e}")
     return None
 
 
 def status_note(run: lab.Run) -> None:
     """A line about a run that is still training, stopped or diverged (its last checkpoint is what is shown)."""
-    st_ = run.status
+    try:
+        st_ = run.status
+    except RunFileError as e:
+        st.caption(f"Its status is unknown: {e}.")
+        return
     state = st_.get("status")
     if state == "running":
         st.caption(f"Still training: showing its checkpoint at step {st_.get('step')} of {st_.get('steps')}.")
@@ -122,9 +127,11 @@ def number(v) -> str:
 
 
 def read_json(path: Path) -> dict | None:
+    """A JSON object that an analysis wrote (RUN/eval/KIND.json, a result.json), or None when there is none or it
+    cannot be read (then it is computed again)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+        return read_json_file(path)
+    except (OSError, RunFileError):
         return None
 
 

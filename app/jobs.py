@@ -11,9 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+from lab.processes import stop_group
 from lab.runs import atomic_write_json, runs_root
 
 _PROCESSES: dict[str, subprocess.Popen] = {}  # started by this server process, by job name
+OWNER_ENV = "LAB_DASHBOARD_PID"  # set by `lab dashboard` for its server: the jobs it starts are that command's
 
 
 def jobs_dir() -> Path:
@@ -30,7 +32,8 @@ def start(name: str, args: list[str]) -> None:
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     _PROCESSES[name] = proc
-    atomic_write_json(folder / f"{name}.json", {"pid": proc.pid, "cmd": cmd, "started": time.time()})
+    atomic_write_json(folder / f"{name}.json", {"pid": proc.pid, "cmd": cmd, "started": time.time(),
+                                                "owner": os.environ.get(OWNER_ENV)})
 
 
 def _alive(pid: int) -> bool:
@@ -46,7 +49,10 @@ def state(name: str) -> dict | None:
     meta_path = jobs_dir() / f"{name}.json"
     if not meta_path.is_file():
         return None
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
     proc = _PROCESSES.get(name)
     if proc is not None:
         code = proc.poll()
@@ -75,6 +81,21 @@ def stop(name: str) -> None:
             os.killpg(json.loads(meta_path.read_text())["pid"], signal.SIGINT)
         except OSError:
             pass
+
+
+def stop_owned(owner: int, grace_s: float = 10.0) -> list[str]:
+    """Stop every job still running that the dashboard of `lab dashboard` process `owner` started (SIGINT first:
+    a training keeps its last checkpoint and resumes with the same command); returns their names."""
+    stopped = []
+    for name in names():
+        try:
+            meta = json.loads((jobs_dir() / f"{name}.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if str(meta.get("owner")) == str(owner) and _alive(meta["pid"]):
+            stop_group(meta["pid"], first=signal.SIGINT, grace_s=grace_s)
+            stopped.append(name)
+    return stopped
 
 
 def names() -> list[str]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import signal
 import sys
+import threading
 import time
 
 from .config import ConfigError, preset_names
-from .runs import list_runs, load_run, runs_root
-from .trainer import TrainingDiverged, train
+from .runs import RunFileError, load_run, resume_command, runs_root, scan_runs
+from .trainer import TrainingDiverged, TrainingInterrupted, train
 
 DEMO_PRESET = "tiny-linreg"
 
@@ -66,8 +69,25 @@ def _load(args):
     return run
 
 
+def _note_checkpoint(run) -> None:
+    """On stderr: which checkpoint a diverged, interrupted or unfinished run is scored at."""
+    try:
+        status, step = run.status, run.step
+    except RunFileError:
+        return  # an unreadable status.json does not stop an evaluation
+    state = status.get("status")
+    if state == "diverged":
+        print(f"note: {run.path} diverged at step {status.get('step')}; this scores its last good checkpoint, "
+              f"at step {step}", file=sys.stderr)
+    elif state in ("interrupted", "running"):
+        print(f"note: {run.path} is {'still training' if state == 'running' else 'interrupted'}; this scores its "
+              f"checkpoint at step {step} of {run.config.train.steps}", file=sys.stderr)
+
+
 def cmd_eval(args) -> int:
     run = _load(args)
+    run.model  # noqa: B018 - an unreadable checkpoint stops here, before anything is written
+    _note_checkpoint(run)
     curve = _evaluate_and_print(run, args.n_prompts, args.json)
     if args.json:
         _print_json(curve)
@@ -96,19 +116,26 @@ def cmd_demo(args) -> int:
 
 
 def cmd_runs(args) -> int:
+    """Every readable run, then every folder skipped with its reason (one bad folder never hides the others)."""
+    runs, problems = scan_runs()
     rows = []
-    for run in list_runs():
+    for run in runs:
         st = run.status
         rows.append({"run_dir": str(run.path), "preset": run.config.preset, "status": st.get("status", "?"),
-                     "step": st.get("step"), "steps": run.config.train.steps, "members": run.n_members})
+                     "step": st.get("step"), "steps": run.config.train.steps, "members": run.n_members,
+                     **({"resume": resume_command(run.path)} if st.get("status") == "interrupted" else {})})
+    skipped = [{"run_dir": str(path), "status": "skipped", "reason": why} for path, why in problems]
     if args.json:
-        _print_json(rows)
-    elif not rows:
+        _print_json(rows + skipped)
+        return 0
+    if not rows and not skipped:
         print(f"no runs under {runs_root()}")
-    else:
-        for r in rows:
-            members = f"  ({r['members']} models)" if r["members"] > 1 else ""
-            print(f"{r['run_dir']:50s} {r['preset']:16s} {r['status']:12s} {r['step']}/{r['steps']}{members}")
+    for r in rows:
+        members = f"  ({r['members']} models)" if r["members"] > 1 else ""
+        resume = f"  resume: {r['resume']}" if "resume" in r else ""
+        print(f"{r['run_dir']:50s} {r['preset']:16s} {r['status']:12s} {r['step']}/{r['steps']}{members}{resume}")
+    for r in skipped:
+        print(f"{r['run_dir']:50s} skipped: {r['reason']}")
     return 0
 
 
@@ -140,9 +167,14 @@ def cmd_bench(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from probes.experiments import reproduce
+    from probes.experiments import get, reproduce
     from probes.experiments.common import format_claims
 
+    from .runs import make_out_folder
+
+    get(args.name)  # an unknown name stops before any folder is made
+    if args.out:
+        make_out_folder(args.out)
     res = reproduce(args.name, args.scale, out=args.out, quiet=args.quiet or args.json)
     if args.json:
         _print_json(res)
@@ -154,7 +186,10 @@ def cmd_reproduce(args) -> int:
 def cmd_probe(args) -> int:
     from probes.inspect import PROBES, probe_run
 
-    res = probe_run(_load(args), args.kind, n_prompts=args.n_prompts)
+    run = _load(args)
+    run.model  # noqa: B018 - an unreadable checkpoint stops here, before anything is written
+    _note_checkpoint(run)
+    res = probe_run(run, args.kind, n_prompts=args.n_prompts)
     if args.json:
         _print_json(res)
     else:
@@ -163,103 +198,161 @@ def cmd_probe(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    """Start the Streamlit dashboard on localhost (headless; the file watcher off: it trips over torch)."""
-    import subprocess
+    """Serve the Streamlit dashboard on localhost (headless; the file watcher off: it trips over torch) until
+    Ctrl-C or SIGTERM; the server, and any job started from its pages, is stopped with this command."""
     from pathlib import Path
 
     import app
+    from app import jobs
+
+    from .processes import run_owned
 
     main_py = Path(app.__file__).parent / "main.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(main_py), "--server.headless", "true",
            "--server.fileWatcherType", "none", "--server.address", args.address, "--server.port", str(args.port),
            "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "type"]  # no tracebacks on pages
-    print(f"the lab's dashboard: http://{args.address}:{args.port}  (runs from {runs_root()}; Ctrl-C stops it)")
-    return subprocess.call(cmd)
+    print(f"the lab's dashboard: http://{args.address}:{args.port}  (runs from {runs_root()}; Ctrl-C stops it)",
+          flush=True)
+    code = run_owned(cmd, env={**os.environ, jobs.OWNER_ENV: str(os.getpid())})
+    stopped = jobs.stop_owned(os.getpid())
+    if stopped:
+        print(f"stopped the dashboard's jobs {', '.join(stopped)} (each resumes with its own command)",
+              file=sys.stderr)
+    return 0 if code in (130, 143) else code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line (what was wrong, where the choices are), exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"lab: error: {message} (see: {self.prog} --help)\n")
+
+
+PROBE_KINDS = {"match": "best GD/ridge/OLS by SPD (Akyurek)", "readout": "per-layer Newton/GD iterations (Fu)",
+               "probe": "R^2 of w_OLS and X^T y per layer (Akyurek)",
+               "construction": "LSA weights vs the GD construction (von Oswald)",
+               "search": "reachable sets per layer and the attention trace of a graph-search run (Saparov)"}
+N_PROMPTS_HELP = "fresh prompts to evaluate on (default %(default)s)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lab", description="Train small transformers on in-context tasks and "
-                                     "compare them with the algorithms they might be running.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from probes.experiments import names as experiment_names
 
-    def add(name, fn, help):
-        p = sub.add_parser(name, help=help)
+    parser = _Parser(prog="lab", description="Train small transformers on in-context tasks and compare them with "
+                     "the algorithms they might be running.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, fn, help, json=True):
+        p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(func=fn)
-        p.add_argument("--json", action="store_true", help="print the numbers as JSON, last on stdout")
+        if json:
+            p.add_argument("--json", action="store_true", help="print the numbers as JSON, last on stdout")
         return p
 
     p = add("demo", cmd_demo, f"train {DEMO_PRESET} on the CPU, evaluate it, show the curve")
     p.add_argument("--out", help="run folder (default: a new folder under $LAB_RUNS or ./runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--n-prompts", type=int, default=1280)
+    p.add_argument("--n-prompts", type=int, default=1280, help=N_PROMPTS_HELP)
 
     p = add("train", cmd_train, "train a preset (ensemble=E: E models at once); an existing --out resumes")
-    p.add_argument("preset", help=f"one of {', '.join(preset_names())}, or a .toml/.json config file")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.steps=500 model.n_layers=2")
+    p.add_argument("preset", help=f"one of {', '.join(preset_names())}, or a .toml/.json config file (a run's "
+                                  "config.json resumes that run with --out its folder)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.steps=500 model.n_layers=2 "
+                   "train.threads=1 (keys: task.*, model.*, train.*, curriculum.*, ensemble.*)")
     p.add_argument("--out", help="run folder (default: a new folder under $LAB_RUNS or ./runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = add("eval", cmd_eval, "ICL curve of a run against the baselines; writes eval/ and figures/")
     p.add_argument("run", help="a run folder")
     p.add_argument("--member", type=int, help="member i of an ensemble run (its folder RUN/members/i)")
-    p.add_argument("--n-prompts", type=int, default=1280)
+    p.add_argument("--n-prompts", type=int, default=1280, help=N_PROMPTS_HELP)
 
-    add("runs", cmd_runs, "list the runs under $LAB_RUNS (default ./runs)")
+    add("runs", cmd_runs, "list the runs under $LAB_RUNS (default ./runs), and the folders skipped and why")
 
+    names = experiment_names()
     p = add("reproduce", cmd_reproduce, "run a paper reproduction and check its claims")
-    p.add_argument("name", help="vo-1layer, vo-gdpp, akyurek-depth, fu-newton, fu-illcond, bhattamishra-table or "
-                                "teaching-sequences")
+    p.add_argument("name", metavar="NAME", help=f"one of {', '.join(names)}")
     p.add_argument("--scale", choices=["quick", "paper"], default="quick",
                    help="quick: a CPU in minutes; paper: the original setting (a GPU)")
     p.add_argument("--out", help="folder (default $LAB_RUNS/reproduce-NAME-SCALE; re-running resumes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = add("probe", cmd_probe, "look inside a trained run: match, readout, probe, construction or search")
+    p = add("probe", cmd_probe, f"look inside a trained run: {', '.join(PROBE_KINDS)}")
     p.add_argument("run", help="a run folder")
     p.add_argument("--member", type=int, help="member i of an ensemble run (its folder RUN/members/i)")
-    p.add_argument("kind", choices=["match", "readout", "probe", "construction", "search"],
-                   help="match: best GD/ridge/OLS by SPD; readout: per-layer Newton/GD iterations (Fu); "
-                        "probe: R^2 of w_OLS and X^T y per layer (Akyurek); construction: LSA weights vs the "
-                        "GD construction (von Oswald); search: reachable sets per layer and the attention trace of a "
-                        "graph-search run (Saparov)")
-    p.add_argument("--n-prompts", type=int, default=1000)
+    p.add_argument("kind", choices=list(PROBE_KINDS), metavar="KIND",
+                   help="; ".join(f"{k}: {v}" for k, v in PROBE_KINDS.items()))
+    p.add_argument("--n-prompts", type=int, default=1000, help=N_PROMPTS_HELP)
 
-    p = add("dashboard", cmd_dashboard, "start the Streamlit dashboard on localhost (reads $LAB_RUNS)")
-    p.add_argument("--port", type=int, default=8501)
-    p.add_argument("--address", default="localhost")
+    p = add("dashboard", cmd_dashboard, "serve the Streamlit dashboard on localhost (reads $LAB_RUNS) until Ctrl-C",
+            json=False)
+    p.add_argument("--port", type=int, default=8501, help="TCP port to serve on (default %(default)s)")
+    p.add_argument("--address", default="localhost",
+                   help="address to listen on (default %(default)s; 0.0.0.0 serves every interface)")
 
     p = add("bench", cmd_bench, "benchmarks, ours vs the obvious alternative in the same process")
-    p.add_argument("kind", choices=["attention", "train", "model"],
-                   help="attention: Triton kernel fwd+bwd vs SDPA (CUDA); train: ensembles of E models vs E solo runs; "
-                        "model: one training step vs torch.nn.TransformerEncoder")
-    p.add_argument("--preset", help="train: tiny-linreg (default); model: garg-linreg (default)")
+    p.add_argument("kind", choices=["attention", "train", "model"], metavar="KIND",
+                   help="attention: Triton kernel fwd+bwd vs SDPA (CUDA; writes the table backend=auto reads); "
+                        "train: ensembles of E models vs E solo runs; model: one training step vs "
+                        "torch.nn.TransformerEncoder")
+    p.add_argument("--preset", help=f"train: tiny-linreg (default); model: garg-linreg (default); one of "
+                                    f"{', '.join(preset_names())}")
     p.add_argument("--steps", type=int, default=20, help="timed steps (train, model) or repetitions (attention)")
     p.add_argument("--sizes", default="1,4,16,64", help="train: ensemble sizes E")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="train: config overrides, e.g. model.d_model=32")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="train: config overrides, e.g. model.d_model=32 "
+                   "train.threads=2")
     return parser
 
 
+def _interrupted(e: KeyboardInterrupt, argv: list[str]) -> str:
+    """What to type to resume: the same command with --out naming the run folder it trained into."""
+    if not isinstance(e, TrainingInterrupted):
+        return "run the same command again to resume"
+    args = [a for a in argv]
+    if "--out" not in args and not any(a.startswith("--out=") for a in args):
+        args += ["--out", str(e.out)]
+    return f"the last checkpoint of {e.out} is kept; resume: {shlex.join(['lab', *args])}"
+
+
+def _sigterm_as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     for name in ("n_prompts", "steps"):
         if getattr(args, name, 1) < 1:
             print(f"lab: error: --{name.replace('_', '-')} must be an integer >= 1; got {getattr(args, name)}",
                   file=sys.stderr)
             return 2
+    # SIGTERM stops a training like Ctrl-C (status written, checkpoint kept); the dashboard owns its own signals
+    own_sigterm = args.func is not cmd_dashboard and threading.current_thread() is threading.main_thread()
+    if own_sigterm:
+        previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, FileNotFoundError, ValueError, OSError) as e:  # RunFileError, RunLocked: ValueErrors
         if os.environ.get("LAB_DEBUG"):
             raise
-        print(f"lab: error: {e}", file=sys.stderr)
+        what = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename and e.strerror else e
+        print(f"lab: error: {what}", file=sys.stderr)
         return 2
     except TrainingDiverged as e:
         print(f"lab: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("\nlab: interrupted; run the same command again (same --out) to resume from the last checkpoint",
-              file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"\nlab: interrupted; {_interrupted(e, argv)}", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug of ours: still one line, the traceback on request
+        if os.environ.get("LAB_DEBUG"):
+            raise
+        print(f"lab: error: internal error ({type(e).__name__}: {e}); LAB_DEBUG=1 shows the traceback",
+              file=sys.stderr)
+        return 1
+    finally:
+        if own_sigterm:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +17,10 @@ import tasks
 
 class ConfigError(ValueError):
     """A bad config key or value; the message is one line naming the key and what is allowed."""
+
+
+DEFAULT_THREADS = 1  # measured: see the README's "Several trainings at once"
+MAX_NUMBERS = 2**33  # weights, or numbers in one layer's activations: 32 GiB in float32, beyond any machine here
 
 
 def _need(cond: bool, key: str, allowed: str, value) -> None:
@@ -35,6 +40,11 @@ class TaskConfig:
     def validate(self):
         _need(self.n_points >= 1, "task.n_points", "an integer >= 1", self.n_points)
         _need(self.name in tasks.names(), "task.name", "one of " + ", ".join(tasks.names()), self.name)
+        allowed = [f.name for f in dataclasses.fields(tasks.task_class(self.name))]
+        for key in self.params:  # e.g. task.name=boolean on a preset that sets task.d
+            if key not in allowed:
+                raise ConfigError(f"task.{key} (from the preset or an override) is not an argument of task "
+                                  f"{self.name}; its arguments: {', '.join(allowed)}")
         try:
             self.build()
         except ValueError as e:
@@ -110,11 +120,17 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 50
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # torch's CPU threads; 0: $OMP_NUM_THREADS when set, else DEFAULT_THREADS. Not part of what a run is: a run
+    # resumes under another value (bit for bit with the same one).
+    threads: int = 0
 
     def validate(self):
+        _need(self.threads >= 0, "train.threads", f"an integer >= 0 (0: $OMP_NUM_THREADS, else {DEFAULT_THREADS})",
+              self.threads)
         for key in ("steps", "batch_size", "checkpoint_every", "log_every"):
             _need(getattr(self, key) >= 1, f"train.{key}", "an integer >= 1", getattr(self, key))
         _need(self.lr > 0, "train.lr", "> 0", self.lr)
+        _need(0 <= self.seed < 2**32, "train.seed", "an integer in 0..2^32 - 1", self.seed)
         _need(self.weight_decay >= 0, "train.weight_decay", ">= 0", self.weight_decay)
         for key in ("beta1", "beta2"):
             _need(0 <= getattr(self, key) < 1, f"train.{key}", "in [0, 1)", getattr(self, key))
@@ -232,11 +248,27 @@ class RunConfig:
         longest = task.seq_len() if hasattr(task, "seq_len") else fmt.seq_len(self.task.n_points)
         _need(self.model.pos == "none" or longest <= self.model.max_len, "model.max_len",
               f">= the longest sequence ({longest} tokens)", self.model.max_len)
+        self._check_size(task, fmt.input_dim(d), longest)
         _need(self.model.d_in in (0, fmt.input_dim(d)), "model.d_in",
               f"0 (automatic) or {fmt.input_dim(d)} for format {fmt.name} at d = {d}", self.model.d_in)
         _need(self.model.input != "identity" or self.model.d_model == fmt.input_dim(d), "model.d_model",
               f"{fmt.input_dim(d)} (the token size) with model.input = identity", self.model.d_model)
         return self
+
+    def _check_size(self, task, d_in: int, seq_len: int) -> None:
+        """A config too large for any machine stops here, not as an allocation error once training starts."""
+        m, E = self.model, self.ensemble.size
+        D, width = m.d_model, m.mlp_width
+        vocab = getattr(task, "vocab_size", 0)
+        weights = E * ((1 if m.tied else m.n_layers) * (4 * D * D + 2 * D * width) + (d_in + vocab + m.max_len) * D)
+        if weights > MAX_NUMBERS:
+            raise ConfigError(f"this model has {weights:.3g} weights, more than the lab allocates ({MAX_NUMBERS:.3g}); "
+                              "lower model.d_model, model.d_mlp, model.n_layers, model.max_len or ensemble.size")
+        activations = E * self.train.batch_size * seq_len * max(D, width, d_in, m.n_heads * seq_len)
+        if activations > MAX_NUMBERS:
+            raise ConfigError(f"one batch of this config is {activations:.3g} numbers per layer, more than the lab "
+                              f"allocates ({MAX_NUMBERS:.3g}); lower train.batch_size, task.n_points, model.d_model "
+                              "or ensemble.size")
 
     def resolved(self) -> "RunConfig":
         """A validated copy with derived values (d_in, d_mlp) filled in: what a run folder saves."""
@@ -263,6 +295,7 @@ class RunConfig:
         for section, values in data.items():
             if section == "preset":
                 continue
+            _need(isinstance(values, dict), section, "a table of keys", values)
             for key, value in values.items():
                 set_value(cfg, f"{section}.{key}", value)
         return cfg
@@ -283,18 +316,22 @@ def _coerce(key: str, hint, value):
         return text in ("true", "1", "yes")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        try:
-            return int(str(value).replace("_", ""))
-        except ValueError:
-            raise ConfigError(f"{key} must be an integer; got {value!r}") from None
+            number = value
+        else:
+            try:
+                number = int(str(value).replace("_", ""))
+            except ValueError:
+                raise ConfigError(f"{key} must be an integer; got {value!r}") from None
+        _need(abs(number) < 2**53, key, "an integer of at most 15 digits", value)
+        return number
     if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
         try:
-            return float(str(value))
-        except ValueError:
+            number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                else float(str(value))
+        except (ValueError, OverflowError):
             raise ConfigError(f"{key} must be a number; got {value!r}") from None
+        _need(math.isfinite(number), key, "a finite number (not NaN or inf)", value)
+        return number
     if hint is str:
         return str(value)
     if hint is dict:

@@ -1,20 +1,26 @@
-"""The run store: one folder per run, atomic writes, safe loading (weights_only), and `load_run`."""
+"""The run store: one folder per run, atomic writes, safe loading (weights_only), and `load_run`.
+
+Every file a run folder holds is read through a checked reader here: a truncated, empty or foreign file gives
+a one-line RunFileError naming the file and what is wrong, never a parser's traceback."""
 from __future__ import annotations
 
 import io
 import json
 import os
+import pickle
+import re
+import shlex
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import torch
 
 import tasks
 
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .model import Transformer, model_class
+from .runlock import holder
 
 CONFIG, METRICS, CHECKPOINT, STATUS = "config.json", "metrics.jsonl", "checkpoint.pt", "status.json"
 
@@ -33,12 +39,68 @@ def new_run_dir(name: str) -> Path:
     return path
 
 
+class RunFileError(ValueError):
+    """A run-folder file (or an --out folder) that cannot be used; the message is one line naming it."""
+
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one folder name inside the run store: no path separators, no '..', not absolute."""
+    if not RUN_NAME.fullmatch(name) or len(name) > 200:
+        raise ValueError(f"run name {name!r} must be one folder name (letters, digits, '.', '_', '+', '-'; "
+                         "starting with a letter or digit): no '/', no '..'")
+    return name
+
+
+def check_out_folder(path: Path, what: str = "--out") -> Path:
+    """Refuse, before anything is written, an output folder that is a file, lies under a file, or cannot be
+    created or written; returns the path."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunFileError(f"{what} {path} is a file, not a folder; choose a folder (new or empty)")
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise RunFileError(f"{what} {path} lies under {parent}, which is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RunFileError(f"{what} {path} cannot be written: {parent} is not writable by this user")
+    return path
+
+
+def make_out_folder(path: Path, what: str = "--out") -> Path:
+    """check_out_folder, then create it: an OSError (a read-only file system, say) becomes one line."""
+    path = check_out_folder(path, what)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunFileError(f"{what} {path} cannot be created: {e.strerror or e}") from None
+    return path
+
+
+def _file_mode() -> int:
+    """0o666 less the process umask: what open() gives a new file (mkstemp's 0o600 would hide a shared store)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # no /proc: read the umask by setting it, and put it back at once
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    """Write to a temporary file in the same folder, then rename: readers never see half a file. The file gets
+    the permissions any file the user writes gets (the umask), so a group-shared run store stays readable."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -59,21 +121,62 @@ def atomic_torch_save(path: Path, obj) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def safe_torch_load(path: Path, map_location="cpu"):
-    """Load tensors and plain containers only: a run folder from someone else never executes code."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+def safe_torch_load(path: Path, map_location="cpu") -> dict:
+    """A checkpoint the lab wrote: tensors and plain containers only (weights_only), so a run folder from someone
+    else never executes code. Anything else is a RunFileError naming the file."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError:
+        raise RunFileError(f"{path} is not a readable checkpoint: it holds objects other than tensors, which the lab "
+                           "refuses to load (nothing in it was run)") from None
+    except Exception:
+        raise RunFileError(f"{path} is not a readable checkpoint (truncated or not written by the lab)") from None
+    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("step"), int) and isinstance(ckpt.get("model"), dict)):
+        raise RunFileError(f"{path} is not a readable checkpoint (not written by the lab: no step and weights)")
+    return ckpt
+
+
+def read_json_file(path: Path) -> dict:
+    """A JSON object from a run-folder file; a truncated, empty or foreign file is a RunFileError naming it."""
+    try:
+        text = Path(path).read_bytes().decode()
+    except UnicodeDecodeError:
+        raise RunFileError(f"{path} is not a JSON file (binary data)") from None
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise RunFileError(f"{path} cannot be read: {e.strerror or e}") from None
+    if not text.strip():
+        raise RunFileError(f"{path} is empty (a write was cut short?)")
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RunFileError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}; truncated?)") from None
+    if not isinstance(obj, dict):
+        raise RunFileError(f"{path} holds a JSON {type(obj).__name__}, not the object the lab writes")
+    return obj
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """Rows of metrics.jsonl; a half-written last line (a run being written) is skipped."""
+    """Rows of metrics.jsonl (objects with an integer step); a half-written last line (a run being written) or any
+    other line that is not such a row is skipped."""
     rows = []
-    if Path(path).exists():
-        for line in Path(path).read_text().splitlines():
+    if Path(path).is_file():
+        for line in Path(path).read_bytes().decode(errors="replace").splitlines():
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+                row = json.loads(line)
+            except ValueError:
                 continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int):
+                rows.append(row)
     return rows
+
+
+def resume_command(path: Path) -> str:
+    """The exact command that resumes the run in `path` (its saved config, the same folder)."""
+    return shlex.join(["lab", "train", str(Path(path) / CONFIG), "--out", str(path)])
 
 
 class Run:
@@ -83,11 +186,15 @@ class Run:
         self.path = Path(path)
         if not (self.path / CONFIG).is_file():
             raise FileNotFoundError(f"{self.path} is not a run folder (no {CONFIG})")
-        self.config = RunConfig.from_dict(json.loads((self.path / CONFIG).read_text())).validate()
+        try:
+            self.config = RunConfig.from_dict(read_json_file(self.path / CONFIG)).validate()
+        except ConfigError as e:
+            raise RunFileError(f"{self.path / CONFIG} is not a config the lab can use: {e}") from None
         self.device = device
         self.task = self.config.task.build()
         self.format = tasks.formats.get(self.config.task.format)
         self._model = None
+        self.step: int | None = None  # the step of the checkpoint .model was loaded from
 
     @property
     def n_members(self) -> int:
@@ -104,7 +211,12 @@ class Run:
                 raise ValueError(f"{self.path} is an ensemble of {self.n_members} models; pick one with "
                                  f"run.member(i) (or --member i), i in 0..{self.n_members - 1}")
             model = model_class(self.config.model)(self.config.model)
-            model.load_state_dict(safe_torch_load(ckpt)["model"])
+            state = safe_torch_load(ckpt)
+            try:
+                model.load_state_dict(state["model"])
+            except RuntimeError:  # missing, unexpected or misshapen weights
+                raise RunFileError(f"{ckpt} does not hold the weights of the model in {CONFIG}") from None
+            self.step = state["step"]
             self._model = model.to(self.device).eval()
         return self._model
 
@@ -114,8 +226,14 @@ class Run:
 
     @property
     def status(self) -> dict:
+        """status.json ({} before the first checkpoint). A run that says "running" while no process holds its lock
+        was killed: it reads as "interrupted" at the step of its last checkpoint, with the command that resumes it."""
         path = self.path / STATUS
-        return json.loads(path.read_text()) if path.is_file() else {}
+        status = read_json_file(path) if path.is_file() else {}
+        if status.get("status") == "running" and holder(self.path) is None:
+            status = {**status, "status": "interrupted", "message": f"its training process stopped at or after the "
+                      f"checkpoint of step {status.get('step')}; resume: {resume_command(self.path)}"}
+        return status
 
     @torch.no_grad()
     def predict(self, prompts: tasks.Prompts) -> torch.Tensor:
@@ -173,21 +291,20 @@ def load_run(path, device: str = "cpu") -> Run:
 
 def scan_runs(root: Path | None = None) -> tuple[list[Run], list[tuple[Path, str]]]:
     """The readable runs under `root` (default $LAB_RUNS), and (folder, why) for each folder with a config.json
-    that cannot be read (a bad config never stops the listing)."""
+    whose config or status cannot be read (one bad folder never stops the listing)."""
     root = Path(root) if root else runs_root()
     runs, problems = [], []
     for path in sorted(root.iterdir()) if root.is_dir() else []:
         if (path / CONFIG).is_file():
             try:
-                runs.append(Run(path))
-            except Exception as e:
-                problems.append((path, f"unreadable config.json ({type(e).__name__}: {e})"))
+                run = Run(path)
+                run.status  # noqa: B018 - read now: an unreadable status.json skips the folder here
+                runs.append(run)
+            except (RunFileError, OSError) as e:
+                problems.append((path, str(e)))
     return runs, problems
 
 
 def list_runs(root: Path | None = None) -> list[Run]:
-    """The readable runs under `root` (default $LAB_RUNS); an unreadable folder is skipped with a warning."""
-    runs, problems = scan_runs(root)
-    for path, why in problems:
-        warnings.warn(f"skipping {path}: {why}", stacklevel=2)
-    return runs
+    """The readable runs under `root` (default $LAB_RUNS); `scan_runs` also says which folders it skipped."""
+    return scan_runs(root)[0]

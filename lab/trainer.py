@@ -4,8 +4,11 @@ Garg's curriculum, loss over all prefixes or the query only, checkpoints with ex
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -13,18 +16,48 @@ from tqdm.auto import tqdm
 
 import tasks
 
-from .config import ConfigError, RunConfig, TrainConfig, make_config
+from . import runlock
+from .config import DEFAULT_THREADS, ConfigError, RunConfig, TrainConfig, make_config
 from .ensemble import EnsembleTrainer, is_ensemble
 from .losses import pointwise_loss, set_cross_entropy
 from .model import Transformer, build_model
 from .optimizers import SignMomentum
-from .runs import (CHECKPOINT, CONFIG, METRICS, STATUS, Run, atomic_torch_save, atomic_write_bytes,
-                   atomic_write_json, new_run_dir, read_metrics, safe_torch_load)
+from .runs import (CHECKPOINT, CONFIG, METRICS, STATUS, Run, RunFileError, atomic_torch_save, atomic_write_bytes,
+                   atomic_write_json, check_out_folder, make_out_folder, new_run_dir, read_json_file, read_metrics,
+                   resume_command, safe_torch_load)
 from .schedule import data_seed, lr_at
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM through `lab`) during training: the last checkpoint is kept; `.out` is the run folder."""
+
+    def __init__(self, out: Path, step: int):
+        super().__init__(f"interrupted {out} at step {step}")
+        self.out, self.step = out, step
+
+
+def thread_count(cfg: TrainConfig) -> int:
+    """train.threads, else $OMP_NUM_THREADS, else DEFAULT_THREADS (on a loaded 2-core machine the default torch
+    threads ran 12x slower than one thread: OpenMP workers spin waiting for cores)."""
+    if cfg.threads:
+        return cfg.threads
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else DEFAULT_THREADS
+
+
+@contextmanager
+def torch_threads(cfg: TrainConfig):
+    """torch's intra-op threads set to thread_count(cfg) for the body, then put back."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(thread_count(cfg))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -69,10 +102,13 @@ def _first_difference(a: dict, b: dict, prefix: str = "") -> str | None:
 
 def _check_same_run(out: Path, cfg: RunConfig) -> None:
     """An existing run folder may be resumed (or extended with more steps) only with the same config."""
-    saved = RunConfig.from_dict(json.loads((out / CONFIG).read_text())).to_dict()
+    try:
+        saved = RunConfig.from_dict(read_json_file(out / CONFIG)).to_dict()
+    except ConfigError as e:
+        raise RunFileError(f"{out / CONFIG} is not a config the lab can use: {e}") from None
     new = cfg.to_dict()
     for d in (saved, new):
-        d["train"].pop("steps"), d.pop("preset")
+        d["train"].pop("steps"), d["train"].pop("threads", None), d.pop("preset")
     diff = _first_difference(saved, new)
     if diff:
         raise ConfigError(f"{out} holds a run with a different config ({diff}); use another --out to start a new run")
@@ -82,7 +118,11 @@ def _restore(out: Path, engine, device) -> int:
     """Load the last checkpoint into the engine (weights and optimiser) and drop metrics logged after it; returns
     its step. Nothing else needs restoring: the data stream is a function of (seed, step), there is no dropout."""
     ckpt = safe_torch_load(out / CHECKPOINT, map_location=device)
-    engine.load_state_dict(ckpt)
+    try:
+        engine.load_state_dict(ckpt)
+    except (KeyError, RuntimeError, ValueError, TypeError):
+        raise RunFileError(f"{out / CHECKPOINT} does not hold this run's weights and optimiser state "
+                           f"(not written by the lab for {out / CONFIG})") from None
     step = int(ckpt["step"])
     kept = [r for r in read_metrics(out / METRICS) if r["step"] <= step]
     atomic_write_bytes(out / METRICS, "".join(json.dumps(r) + "\n" for r in kept).encode())
@@ -173,14 +213,47 @@ def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) 
 
     With ensemble.size = E > 1 the run trains E models at once (member i = seed train.seed + i; `run.member(i)`).
     If `out` already holds this run, training resumes from its last checkpoint. `callback(step)` is called
-    after every optimiser step. Bad config -> ConfigError before anything is written.
+    after every optimiser step. Bad config or --out -> ConfigError / RunFileError before anything is written;
+    a folder another live process trains -> runlock.RunLocked.
     """
     cfg = make_config(preset, overrides)
     device = resolve_device(cfg.train.device)
-    out = Path(out) if out else new_run_dir(cfg.preset or "run")
-    if out.exists() and any(out.iterdir()):
-        if not (out / CONFIG).is_file():
-            raise ConfigError(f"--out {out} is a non-empty folder that is not a run; choose an empty or new folder")
+    out = check_out_folder(Path(out) if out else new_run_dir(cfg.preset or "run"))
+    if out.is_dir() and not (out / CONFIG).is_file() and any(p.name != runlock.LOCK for p in out.iterdir()):
+        raise ConfigError(f"--out {out} is a non-empty folder that is not a run; choose an empty or new folder")
+    created = not out.exists()
+    make_out_folder(out)
+    with runlock.hold(out) as stale:
+        if stale and not quiet:
+            print(f"{out}: its last trainer (process {stale.get('pid')}) is gone without finishing; taking over",
+                  file=sys.stderr)
+        try:
+            with torch_threads(cfg.train):
+                return _train_held(cfg, device, out, quiet, callback)
+        except BaseException:
+            if created and not (out / CHECKPOINT).is_file():  # nothing of this run was kept: leave no folder
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+
+
+def _advice(cfg: RunConfig, step: int, what: str) -> str:
+    """What to change after a divergence, fitted to its cause and to what the config already does."""
+    tc = cfg.train
+    if step == 0 and what.startswith("the weights"):
+        return f"model.init_std = {cfg.model.init_std:g} gives weights float32 cannot hold; lower it"
+    lrs = f"lower ensemble.lrs (now {', '.join(f'{x:g}' for x in cfg.ensemble.lrs)})" if cfg.ensemble.lrs else \
+        f"a lower train.lr (now {tc.lr:g}; e.g. train.lr={tc.lr / 10:g})"
+    tips = [lrs]
+    if not tc.grad_clip:
+        tips.append("train.grad_clip=1")
+    if not tc.warmup_steps:
+        tips.append(f"a warm-up (e.g. train.warmup_steps={max(10, min(1000, tc.steps // 10))})")
+    return "Try " + ", ".join(tips[:-1]) + (" or " if len(tips) > 1 else "") + tips[-1]
+
+
+def _train_held(cfg: RunConfig, device, out: Path, quiet: bool, callback) -> Run:
+    """The training loop proper, with `out` created and its run lock held."""
+    if (out / CONFIG).is_file():
         _check_same_run(out, cfg)
     tc = cfg.train
     engine = make_engine(cfg, device)
@@ -204,7 +277,7 @@ def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) 
     def fail(step: int, what: str):
         last = int(safe_torch_load(out / CHECKPOINT)["step"]) if (out / CHECKPOINT).is_file() else None
         kept = f"the last good checkpoint (step {last}) is kept" if last is not None else "no checkpoint was written"
-        msg = f"training stopped at step {step}: {what}; {kept} in {out}. Try a lower train.lr or train.grad_clip=1"
+        msg = f"training stopped at step {step}: {what}; {kept} in {out}. {_advice(cfg, step, what)}"
         atomic_write_json(out / STATUS, {"status": "diverged", "step": step, "message": msg})
         raise TrainingDiverged(msg)
 
@@ -242,9 +315,10 @@ def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) 
                 callback(step)
     except KeyboardInterrupt:
         if (out / STATUS).is_file():
-            status = json.loads((out / STATUS).read_text())
-            atomic_write_json(out / STATUS, {**status, "status": "interrupted", "interrupted_at": step})
-        raise
+            status = read_json_file(out / STATUS)
+            atomic_write_json(out / STATUS, {**status, "status": "interrupted", "interrupted_at": step,
+                                             "message": f"interrupted at step {step}; resume: {resume_command(out)}"})
+        raise TrainingInterrupted(out, step) from None
     finally:
         metrics_file.close()
         bar.close()

@@ -6,7 +6,7 @@ import streamlit as st
 
 import lab
 from app import common, jobs
-from lab.runs import METRICS, read_metrics
+from lab.runs import METRICS, check_run_name, read_metrics
 from probes.figures import png_bytes, training_curve
 
 st.title("Runs")
@@ -22,15 +22,18 @@ for path, problem in problems:
 path = common.selected_path()
 if path is not None:
     st.subheader(f"Selected: {path.name}")
-    run = lab.load_run(path)
-    rows = read_metrics(path / METRICS)
-    status = run.status
-    if status.get("status") == "diverged":
-        st.error(status.get("message", "this run diverged"))
-    if rows:
-        common.image(png_bytes(training_curve(rows, path.name)))
-    else:
-        st.caption("No metrics logged yet.")
+    with common.guard(f"Reading {path.name}"):
+        status = lab.load_run(path).status
+        if status.get("status") == "diverged":
+            st.error(status.get("message", "this run diverged"))
+        elif status.get("status") == "interrupted":
+            st.warning(f"Interrupted at the checkpoint of step {status.get('step')}: "
+                       f"{status.get('message', 'resume it with the command that started it')}")
+        rows = read_metrics(path / METRICS)
+        if rows:
+            common.image(png_bytes(training_curve(rows, path.name)))
+        else:
+            st.caption("No metrics logged yet.")
 
 st.subheader("Start a new run")
 with st.form("new_run"):
@@ -43,7 +46,7 @@ if submitted:
     try:
         items = shlex.split(overrides)
         lab.make_config(preset, items)  # a bad key or value stops here, with one line, and nothing starts
-        folder = common.runs_root() / (name.strip() or f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+        folder = common.runs_root() / check_run_name(name.strip() or f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}")
         if folder.exists():
             raise ValueError(f"{folder.name} already exists; choose another run name")
         jobs.start(f"train-{folder.name}", ["train", preset, *items, "--out", str(folder), "--quiet"])

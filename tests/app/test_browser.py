@@ -28,7 +28,7 @@ def server(tmp_path_factory):
               quiet=True)
     lab.train("graph-search", ["task.n_vertices=7", "train.steps=20", "model.d_model=16", "model.n_layers=2"],
               out=root / "graph", quiet=True)  # listed before "small", which stays the default run
-    with dashboard(root) as (base, _):
+    with dashboard(root) as (base, _, _):
         yield base
 
 

@@ -12,6 +12,7 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import lab  # noqa: E402
+from lab import runlock  # noqa: E402
 
 MAIN = str(Path(__file__).parents[2] / "app" / "main.py")
 PAGES = ["views/runs.py", "views/icl_curve.py", "views/inside.py", "views/algorithm.py", "views/tour.py",
@@ -176,18 +177,19 @@ def test_runs_page_refuses_a_bad_override_and_trains_a_good_one(app, root):
 
 def _bad_folders(root: Path):
     good = root / "small"
-    bad = {"bad-config": None, "no-checkpoint": None, "bad-checkpoint": None, "still-training": None}
+    bad = {"bad-config": None, "no-checkpoint": None, "bad-checkpoint": None, "still-training": None, "killed": None}
     for name in bad:
         (root / name).mkdir(exist_ok=True)
     (root / "bad-config" / "config.json").write_text("{not json")
-    for name in ("no-checkpoint", "bad-checkpoint", "still-training"):
+    for name in ("no-checkpoint", "bad-checkpoint", "still-training", "killed"):
         (root / name / "config.json").write_text((good / "config.json").read_text())
     (root / "bad-checkpoint" / "checkpoint.pt").write_bytes(b"this is not a checkpoint")
-    (root / "still-training" / "checkpoint.pt").write_bytes((good / "checkpoint.pt").read_bytes())
-    (root / "still-training" / "status.json").write_text(json.dumps({"status": "running", "step": 20, "steps": 40}))
+    for name in ("still-training", "killed"):  # both say "running"; only still-training has a live trainer
+        (root / name / "checkpoint.pt").write_bytes((good / "checkpoint.pt").read_bytes())
+        (root / name / "status.json").write_text(json.dumps({"status": "running", "step": 20, "steps": 40}))
 
 
-@pytest.mark.parametrize("name", ["no-checkpoint", "bad-checkpoint", "still-training"])
+@pytest.mark.parametrize("name", ["no-checkpoint", "bad-checkpoint", "still-training", "killed"])
 @pytest.mark.parametrize("page", PAGES)
 def test_bad_run_folders_show_a_message_never_a_crash(tmp_path, monkeypatch, root, name, page):
     bad_root = tmp_path / "runs"
@@ -195,17 +197,21 @@ def test_bad_run_folders_show_a_message_never_a_crash(tmp_path, monkeypatch, roo
     (bad_root / "small").symlink_to(root / "small")
     _bad_folders(bad_root)
     monkeypatch.setenv("LAB_RUNS", str(bad_root))
-    at = AppTest.from_file(MAIN, default_timeout=120)
-    at.run()
-    assert any("bad-config" in c.value for c in at.sidebar.caption)  # listed as skipped, with why
-    at.sidebar.selectbox(key="run_picker").set_value(name).run()
-    _page(at, page)
+    with runlock.hold(bad_root / "still-training"):  # a trainer holds the lock: this process, here
+        at = AppTest.from_file(MAIN, default_timeout=120)
+        at.run()
+        assert any("bad-config" in c.value for c in at.sidebar.caption)  # listed as skipped, with why
+        at.sidebar.selectbox(key="run_picker").set_value(name).run()
+        _page(at, page)
     shown = _texts(at)
+    if page == "views/runs.py" and name == "killed":
+        assert "Interrupted at the checkpoint of step 20" in shown and "--out" in shown
     if page in ("views/runs.py", "views/tour.py", "views/boolean.py", "views/graph_search.py",
                 "views/attention_svm.py"):  # other things too
         return
-    if name == "still-training":
-        assert "Still training" in shown
+    if name in ("still-training", "killed"):
+        assert ("Still training" in shown) == (name == "still-training")
+        assert ("This run is interrupted" in shown) == (name == "killed")
     else:
         assert ("no checkpoint yet" in shown) if name == "no-checkpoint" else ("cannot be loaded" in shown)
 
@@ -213,7 +219,7 @@ def test_bad_run_folders_show_a_message_never_a_crash(tmp_path, monkeypatch, roo
 def test_lab_dashboard_serves_the_app(root):
     from dashboard_server import dashboard
 
-    with dashboard(root) as (base, first_line):
+    with dashboard(root) as (base, first_line, _):
         assert base in first_line and urllib.request.urlopen(base, timeout=10).status == 200
 
 

@@ -1,0 +1,76 @@
+"""What the tests start, they stop: find the processes a test (or the whole session) started, through /proc."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+SESSION_VAR = "LAB_TEST_SESSION"  # set by tests/conftest.py; every process the session starts inherits it
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie, dead but not yet reaped, is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living process below `pid` in the process tree, now."""
+    children: dict[int, list[int]] = {}
+    for p in _pids():
+        children.setdefault(_ppid(p), []).append(p)
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found and alive(child):
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def started_by_session(token: str) -> list[int]:
+    """Living processes, other than this one, whose environment carries this session's token."""
+    marker = f"{SESSION_VAR}={token}".encode()
+    found = []
+    for p in _pids():
+        if p == os.getpid() or not alive(p):
+            continue
+        try:
+            env = Path(f"/proc/{p}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker in env.split(b"\0"):
+            found.append(p)
+    return found
+
+
+def wait_gone(pids, timeout: float = 10.0) -> set[int]:
+    """Wait until none of `pids` is alive; returns those still alive at the deadline."""
+    deadline = time.time() + timeout
+    left = {p for p in pids if alive(p)}
+    while left and time.time() < deadline:
+        time.sleep(0.1)
+        left = {p for p in left if alive(p)}
+    return left
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
