@@ -9,6 +9,7 @@ Every result has the shape of DESIGN.md: {"benchmark", "device", "rows": [{"case
 """
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -17,10 +18,11 @@ from torch import nn
 
 import tasks
 
-from .config import make_config
+from .config import DEFAULT_THREADS, make_config
 from .model import build_model
+from .runs import atomic_write_json
 from .ensemble import EnsembleTrainer
-from .trainer import SoloEngine, make_optimizer, prompt_loss
+from .trainer import SoloEngine, make_optimizer, prompt_loss, torch_threads
 
 # (models x batch x heads, tokens, head dim): the lab's attention shapes (issue 4)
 ATTENTION_SHAPES = [(4096, 41, 32), (2048, 81, 32), (512, 201, 64), (8192, 11, 16)]
@@ -70,7 +72,7 @@ def bench_attention(shapes=ATTENTION_SHAPES, dtypes=("float32", "bfloat16"), rep
     if not kernels.triton_usable(torch.empty(0, device=dev)):
         raise ValueError("lab bench attention times the Triton kernel, which needs a CUDA device (this machine has "
                          "none; set TRITON_INTERPRET=1 to run it, slowly, on the CPU)")
-    rows = []
+    rows, table = [], []
     for N, T, dh in shapes:
         for dtype_name in dtypes:
             dtype = getattr(torch, dtype_name)
@@ -101,12 +103,20 @@ def bench_attention(shapes=ATTENTION_SHAPES, dtypes=("float32", "bfloat16"), rep
             case = f"N={N} T={T} dh={dh} causal softmax {dtype_name}"
             if timings:
                 best = min(timings, key=timings.get)
+                table.append({"N": N, "T": T, "dh": dh, "dtype": dtype_name, "triton_s": ours_s,
+                              "sdpa_s": timings[best], "sdpa_backend": best})
                 rows.append({"case": case, "ours_s": ours_s, "baseline": f"sdpa ({best}, fastest of "
                              f"{'/'.join(timings)})", "baseline_s": timings[best], "ratio": timings[best] / ours_s})
             ref_s = _time(reference, dev, reps, warmup)
             rows.append({"case": case, "ours_s": ours_s, "baseline": "materialised reference", "baseline_s": ref_s,
                          "ratio": ref_s / ours_s})
-    return {"benchmark": "attention", "device": _device_name(dev), "rows": rows}
+    result = {"benchmark": "attention", "device": _device_name(dev), "rows": rows}
+    if dev.type == "cuda" and table:  # what backend=auto reads on this device (lab/kernels/choice.py)
+        path = kernels.choice.table_path(result["device"])
+        atomic_write_json(path, {"device": result["device"], "torch": torch.__version__, "rows": table})
+        kernels.choice.measured.cache_clear()
+        result["table"] = str(path)
+    return result
 
 
 def _time_training(engine, cfg, dev, steps: int, warmup: int) -> float:
@@ -127,9 +137,14 @@ def bench_train(preset: str = "tiny-linreg", sizes=(1, 4, 16, 64), steps: int = 
                 overrides=None, device=None) -> dict:
     """Training throughput: an ensemble of E models (one stacked computation) vs E solo runs one after another
     (the plain trainer, seeds 0..E-1), each for `steps` steps of the preset (sampling, forward, backward,
-    clipping, Adam; no checkpoints)."""
+    clipping, Adam; no checkpoints), with the trainer's threads (train.threads)."""
     dev = _device(device)
     base = make_config(make_config(preset, overrides), {"train.device": dev.type})
+    with torch_threads(base.train):
+        return _bench_train(preset, base, sizes, steps, warmup, dev)
+
+
+def _bench_train(preset, base, sizes, steps, warmup, dev) -> dict:
     solo_s = []  # solo run i (seed i) in turn: E solo runs take sum(solo_s[:E])
     for seed in range(max(sizes)):
         cfg = make_config(base, {"train.seed": seed})
@@ -147,6 +162,49 @@ def bench_train(preset: str = "tiny-linreg", sizes=(1, 4, 16, 64), steps: int = 
                      "ratio": solo_total / ens_s, "ours_prompts_per_s": prompts / ens_s,
                      "baseline_prompts_per_s": prompts / solo_total})
     return {"benchmark": "train", "device": _device_name(dev), "rows": rows}
+
+
+def _train_solo(preset: str, overrides: list[str], threads: int, steps: int, warmup: int) -> float:
+    """Seconds for `steps` solo training steps of the preset on `threads` CPU threads."""
+    cfg = make_config(preset, [*overrides, "train.device=cpu", f"train.threads={threads}"])
+    with torch_threads(cfg.train):
+        return _time_training(SoloEngine(cfg, torch.device("cpu")), cfg, torch.device("cpu"), steps, warmup)
+
+
+def bench_threads(preset: str = "tiny-linreg", steps: int = 20, warmup: int = 5, overrides=None) -> dict:
+    """CPU training steps with the trainer's default threads (DEFAULT_THREADS) vs torch's default (one per core),
+    alone and beside a second training of the same kind and threads (the load of two trainings at once, or of
+    any busy machine: OpenMP workers then spin waiting for cores). The second training is a child process of
+    ours, stopped when the timing is done."""
+    import subprocess
+    import sys
+
+    from .processes import stop_group
+
+    overrides = list(overrides or [])
+    ours_t, torch_t = DEFAULT_THREADS, os.cpu_count() or 1
+    rows = []
+    for load in (False, True):
+        timings = {}
+        for threads in (ours_t, torch_t):
+            neighbour = None
+            if load:
+                code = (f"from lab.bench import _train_solo; _train_solo({preset!r}, {overrides!r}, {threads}, "
+                        "10**9, 0)")
+                neighbour = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(3.0)  # let it start training
+            try:
+                timings[threads] = _train_solo(preset, overrides, threads, steps, warmup)
+            finally:
+                if neighbour is not None:
+                    stop_group(neighbour.pid, grace_s=2.0, proc=neighbour)
+                    neighbour.wait()
+        where = "beside a second training like it" if load else "alone"
+        rows.append({"case": f"{preset}: {steps} training steps, {where}", "ours_s": timings[ours_t],
+                     "baseline": f"torch default ({torch_t} threads) vs ours ({ours_t})",
+                     "baseline_s": timings[torch_t], "ratio": timings[torch_t] / timings[ours_t]})
+    return {"benchmark": "threads", "device": "cpu", "rows": rows}
 
 
 class _TorchEncoderBaseline(nn.Module):
@@ -202,6 +260,8 @@ def bench_model(preset: str = "garg-linreg", steps: int = 10, warmup: int = 3, d
 def format_rows(result: dict) -> str:
     """The benchmark as a table: case, ours, baseline, ratio (baseline / ours)."""
     lines = [f"{result['benchmark']} benchmark on {result['device']} (ratio = baseline time / our time)"]
+    if result.get("table"):
+        lines.append(f"(backend=auto reads these timings from {result['table']})")
     for r in result["rows"]:
         extra = (f"  [{r['ours_prompts_per_s']:,.0f} vs {r['baseline_prompts_per_s']:,.0f} prompts/s]"
                  if "ours_prompts_per_s" in r else "")

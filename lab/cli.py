@@ -157,6 +157,8 @@ def cmd_bench(args) -> int:
     elif args.kind == "train":
         result = bench.bench_train(args.preset or "tiny-linreg", sizes=_parse_sizes(args.sizes), steps=args.steps,
                                    overrides=args.overrides)
+    elif args.kind == "threads":
+        result = bench.bench_threads(args.preset or "tiny-linreg", steps=args.steps, overrides=args.overrides)
     else:
         result = bench.bench_model(args.preset or "garg-linreg", steps=args.steps)
     if args.json:
@@ -291,15 +293,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on (default %(default)s; 0.0.0.0 serves every interface)")
 
     p = add("bench", cmd_bench, "benchmarks, ours vs the obvious alternative in the same process")
-    p.add_argument("kind", choices=["attention", "train", "model"], metavar="KIND",
+    p.add_argument("kind", choices=["attention", "train", "model", "threads"], metavar="KIND",
                    help="attention: Triton kernel fwd+bwd vs SDPA (CUDA; writes the table backend=auto reads); "
                         "train: ensembles of E models vs E solo runs; model: one training step vs "
-                        "torch.nn.TransformerEncoder")
-    p.add_argument("--preset", help=f"train: tiny-linreg (default); model: garg-linreg (default); one of "
+                        "torch.nn.TransformerEncoder; threads: CPU training with the trainer's default threads vs "
+                        "torch's, alone and beside a second training")
+    p.add_argument("--preset", help=f"train, threads: tiny-linreg (default); model: garg-linreg (default); one of "
                                     f"{', '.join(preset_names())}")
     p.add_argument("--steps", type=int, default=20, help="timed steps (train, model) or repetitions (attention)")
     p.add_argument("--sizes", default="1,4,16,64", help="train: ensemble sizes E")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="train: config overrides, e.g. model.d_model=32 "
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="train, threads: config overrides, e.g. model.d_model=32 "
                    "train.threads=2")
     return parser
 

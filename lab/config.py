@@ -76,7 +76,9 @@ class ModelConfig:
     act: Literal["gelu", "relu"] = "gelu"
     tied: bool = False  # one block's weights applied n_layers times (a looped / recurrent transformer)
     bias: bool = True
-    backend: Literal["auto", "triton", "sdpa", "reference"] = "auto"  # auto: triton on CUDA, sdpa elsewhere
+    # auto: the fastest path measured for the device and shape (lab/kernels/choice.py: SDPA for softmax attention
+    # unless `lab bench attention` measured Triton faster; Triton for linear attention on CUDA)
+    backend: Literal["auto", "triton", "sdpa", "reference"] = "auto"
     init_std: float = 0.02
 
     def validate(self):

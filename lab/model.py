@@ -95,8 +95,8 @@ class Attention(nn.Module):
     """Multi-head attention, softmax or linear (scores used as weights as they are, von Oswald eq. 3).
 
     Backends: triton (lab/kernels, CUDA), sdpa (torch's scaled_dot_product_attention), reference (the scores and
-    pattern materialised; what hooks on them need). auto: triton on CUDA, sdpa elsewhere, reference when a hook
-    reads the scores or pattern.
+    pattern materialised; what hooks on them need). auto: the fastest path measured for the device and shape
+    (lab/kernels/choice.py), reference when a hook reads the scores or pattern.
     """
 
     def __init__(self, cfg: ModelConfig, n_models: int = 0):
@@ -116,7 +116,7 @@ class Attention(nn.Module):
         v = self.hook_v(self.W_V(x).view(*batch, T, self.H, self.d_head))
         if self.rotary:
             q, k = rotary(q), rotary(k)
-        path = self._path(x)
+        path = self._path(x, key_padding is not None)
         flat = [t.reshape(-1, T, self.H, self.d_head) for t in (q, k, v)]  # [Z, T, H, dh], Z = prod(batch)
         kp = None if key_padding is None else key_padding.reshape(-1, T)  # [Z, T]
         if path == "triton":
@@ -132,12 +132,14 @@ class Attention(nn.Module):
         z = self.hook_z(z)  # [*batch, T, H, dh]
         return self.W_O(z.reshape(*batch, T, D))
 
-    def _path(self, x) -> str:
+    def _path(self, x, padded: bool) -> str:
         if self.hook_attn_scores.active or self.hook_pattern.active or self.backend == "reference":
             return "reference"
-        if self.backend == "triton" or (self.backend == "auto" and x.is_cuda and kernels.triton_available()):
+        if self.backend == "triton":
             return "triton"
-        return "sdpa" if self.kind == "softmax" else "reference"
+        if self.backend == "sdpa":
+            return "sdpa" if self.kind == "softmax" else "reference"
+        return kernels.auto_path(self.kind, self.mask, padded, x.shape[-2], self.d_head, x)
 
     def _every_query_has_a_key(self, allowed, T, key_padding) -> bool:
         """SDPA returns NaN for a query with no key; the reference path returns zeros. Decided without a device

@@ -224,7 +224,7 @@ def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) 
     created = not out.exists()
     make_out_folder(out)
     with runlock.hold(out) as stale:
-        if stale and not quiet:
+        if stale:  # said even with quiet: the folder changes hands
             print(f"{out}: its last trainer (process {stale.get('pid')}) is gone without finishing; taking over",
                   file=sys.stderr)
         try:

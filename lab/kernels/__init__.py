@@ -10,6 +10,7 @@ import os
 
 import torch
 
+from . import choice
 from .reference import KINDS, MASKS, allowed_keys, default_scale, reference_attention
 
 
@@ -22,6 +23,14 @@ def triton_usable(t: torch.Tensor) -> bool:
     if not triton_available():
         return False
     return t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def auto_path(kind: str, mask: str, padded: bool, T: int, dh: int, x: torch.Tensor) -> str:
+    """backend=auto's path for attention on tensors like `x` (choice.choose with this device's measurements)."""
+    cuda = x.is_cuda
+    rows = choice.measured(torch.cuda.get_device_name(x.device)) if cuda else ()
+    return choice.choose(kind, mask, padded, T, dh, str(x.dtype).removeprefix("torch."), cuda,
+                         cuda and triton_available(), rows)
 
 
 def attention(q, k, v, kind: str = "softmax", mask: str = "causal", key_padding=None, scale: float | None = None):
@@ -44,5 +53,5 @@ def attention(q, k, v, kind: str = "softmax", mask: str = "causal", key_padding=
     return TritonAttention.apply(q, k, v, key_padding, kind == "softmax", mask, scale)
 
 
-__all__ = ["attention", "reference_attention", "allowed_keys", "default_scale", "triton_available", "triton_usable",
+__all__ = ["attention", "auto_path", "choice", "reference_attention", "allowed_keys", "default_scale", "triton_available", "triton_usable",
            "KINDS", "MASKS"]
