@@ -93,7 +93,7 @@ def stop_owned(owner: int, grace_s: float = 10.0) -> list[str]:
         except (OSError, ValueError):
             continue
         if str(meta.get("owner")) == str(owner) and _alive(meta["pid"]):
-            stop_group(meta["pid"], first=signal.SIGINT, grace_s=grace_s)
+            stop_group(meta["pid"], first=signal.SIGINT, grace_s=grace_s, proc=_PROCESSES.get(name))
             stopped.append(name)
     return stopped
 

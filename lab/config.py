@@ -358,6 +358,7 @@ def set_value(cfg: RunConfig, key: str, value) -> None:
     obj = getattr(cfg, section)
     hints = typing.get_type_hints(type(obj))
     if section == "task" and name not in hints:
+        _need(cfg.task.name in tasks.names(), "task.name", "one of " + ", ".join(tasks.names()), cfg.task.name)
         task_cls = tasks.task_class(cfg.task.name)
         task_hints = typing.get_type_hints(task_cls)
         if name not in task_hints:

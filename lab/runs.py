@@ -12,6 +12,7 @@ import re
 import shlex
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -125,7 +126,9 @@ def safe_torch_load(path: Path, map_location="cpu") -> dict:
     """A checkpoint the lab wrote: tensors and plain containers only (weights_only), so a run folder from someone
     else never executes code. Anything else is a RunFileError naming the file."""
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's own notes on odd pickles ("please file an issue") are not ours
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
     except pickle.UnpicklingError:
