@@ -20,6 +20,8 @@ class ConfigError(ValueError):
 
 
 DEFAULT_THREADS = 1  # measured: see the README's "Several trainings at once"
+MAX_THREADS = 256  # more threads than that is a typo, and OpenMP allocates per thread (10^9 of them: 32 GB)
+FLOAT32_MAX = 3.4028234663852886e38
 MAX_NUMBERS = 2**33  # weights, or numbers in one layer's activations: 32 GiB in float32, beyond any machine here
 
 
@@ -127,8 +129,8 @@ class TrainConfig:
     threads: int = 0
 
     def validate(self):
-        _need(self.threads >= 0, "train.threads", f"an integer >= 0 (0: $OMP_NUM_THREADS, else {DEFAULT_THREADS})",
-              self.threads)
+        _need(0 <= self.threads <= MAX_THREADS, "train.threads",
+              f"an integer in 0..{MAX_THREADS} (0: $OMP_NUM_THREADS, else {DEFAULT_THREADS})", self.threads)
         for key in ("steps", "batch_size", "checkpoint_every", "log_every"):
             _need(getattr(self, key) >= 1, f"train.{key}", "an integer >= 1", getattr(self, key))
         _need(self.lr > 0, "train.lr", "> 0", self.lr)
@@ -220,6 +222,8 @@ class RunConfig:
         d = task.d
         if self.curriculum.enabled:
             cur = self.curriculum
+            _need(self.task.name == "linear_regression", "curriculum.enabled",
+                  f"false for task {self.task.name} (Garg's curriculum grows regression dimensions and points)", True)
             _need(cur.dims_end <= d, "curriculum.dims_end", f"<= task d = {d} (0 = d)", cur.dims_end)
             _need(cur.points_end <= self.task.n_points, "curriculum.points_end",
                   f"<= task.n_points = {self.task.n_points} (0 = n_points)", cur.points_end)
@@ -333,6 +337,8 @@ def _coerce(key: str, hint, value):
         except (ValueError, OverflowError):
             raise ConfigError(f"{key} must be a number; got {value!r}") from None
         _need(math.isfinite(number), key, "a finite number (not NaN or inf)", value)
+        _need(abs(number) <= FLOAT32_MAX, key, "within float32's range (|x| <= 3.4e38): the tensors are float32",
+              value)
         return number
     if hint is str:
         return str(value)

@@ -55,9 +55,9 @@ def check_run_name(name: str) -> str:
     return name
 
 
-def check_out_folder(path: Path, what: str = "--out") -> Path:
-    """Refuse, before anything is written, an output folder that is a file, lies under a file, or cannot be
-    created or written; returns the path."""
+def make_out_folder(path: Path, what: str = "--out") -> Path:
+    """Create an output folder, or refuse in one line, before anything is written, one that is a file, lies under
+    a file, or cannot be created or written (a read-only file system, say); returns the path."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RunFileError(f"{what} {path} is a file, not a folder; choose a folder (new or empty)")
@@ -68,12 +68,6 @@ def check_out_folder(path: Path, what: str = "--out") -> Path:
         raise RunFileError(f"{what} {path} lies under {parent}, which is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise RunFileError(f"{what} {path} cannot be written: {parent} is not writable by this user")
-    return path
-
-
-def make_out_folder(path: Path, what: str = "--out") -> Path:
-    """check_out_folder, then create it: an OSError (a read-only file system, say) becomes one line."""
-    path = check_out_folder(path, what)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:

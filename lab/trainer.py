@@ -23,7 +23,7 @@ from .losses import pointwise_loss, set_cross_entropy
 from .model import Transformer, build_model
 from .optimizers import SignMomentum
 from .runs import (CHECKPOINT, CONFIG, METRICS, STATUS, Run, RunFileError, atomic_torch_save, atomic_write_bytes,
-                   atomic_write_json, check_out_folder, make_out_folder, new_run_dir, read_json_file, read_metrics,
+                   atomic_write_json, make_out_folder, new_run_dir, read_json_file, read_metrics,
                    resume_command, safe_torch_load)
 from .schedule import data_seed, lr_at
 
@@ -218,7 +218,7 @@ def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) 
     """
     cfg = make_config(preset, overrides)
     device = resolve_device(cfg.train.device)
-    out = check_out_folder(Path(out) if out else new_run_dir(cfg.preset or "run"))
+    out = Path(out) if out else new_run_dir(cfg.preset or "run")
     if out.is_dir() and not (out / CONFIG).is_file() and any(p.name != runlock.LOCK for p in out.iterdir()):
         raise ConfigError(f"--out {out} is a non-empty folder that is not a run; choose an empty or new folder")
     created = not out.exists()
@@ -261,7 +261,6 @@ def _train_held(cfg: RunConfig, device, out: Path, quiet: bool, callback) -> Run
     if start and not quiet:
         print(f"{out} is already trained to step {start}" if start >= cfg.train.steps
               else f"resuming {out} from step {start}")
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / CONFIG, cfg.to_dict())
     prompts_per_step, d = tc.batch_size * cfg.ensemble.size, cfg.task.build().d
 

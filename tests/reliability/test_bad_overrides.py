@@ -28,7 +28,11 @@ NUMBERS = st.one_of(st.sampled_from(["nan", "NaN", "inf", "-inf", "+inf", "1e999
 TEXT = st.one_of(st.just(""), st.just(" "), st.text(max_size=12), st.sampled_from(["true", "None", "[]", "{}", ","]))
 KEYS = st.one_of(st.sampled_from(KNOWN_KEYS + TASK_KEYS), st.text(max_size=15),
                  st.builds(lambda a, b: f"{a}.{b}", st.sampled_from(list(SECTIONS) + ["x", ""]), st.text(max_size=8)))
-OVERRIDE = st.one_of(st.builds(lambda k, v: f"{k}={v}", KEYS, st.one_of(NUMBERS, TEXT)), TEXT)
+FLOAT_KEYS = [f"{s}.{name}" for s, cls in SECTIONS.items() for name, hint in typing.get_type_hints(cls).items()
+              if hint is float] + ["task.noise_std", "task.w_std", "ensemble.lrs"]
+NON_FINITE = st.sampled_from(["nan", "inf", "-inf", "1e999", "NaN", "Infinity", "3.5e38", "1e39", "1e-3,nan"])
+OVERRIDE = st.one_of(st.builds(lambda k, v: f"{k}={v}", KEYS, st.one_of(NUMBERS, TEXT)), TEXT,
+                     st.builds(lambda k, v: f"{k}={v}", st.sampled_from(FLOAT_KEYS), NON_FINITE))
 PRESETS = ["tiny-linreg", "boolean-tiny", "graph-search", "vo-lsa-1layer"]
 FUZZ = settings(max_examples=int(os.environ.get("LAB_FUZZ_EXAMPLES", 400)), deadline=None,
                 derandomize=bool(os.environ.get("CI")), suppress_health_check=[HealthCheck.too_slow])
@@ -90,3 +94,33 @@ def test_bad_arguments_exit_2_with_one_line(args, tmp_path, tally):
             code = e.code
     text = err.getvalue()
     assert code == 2 and text.startswith("lab: error:") and text.count("\n") == 1 and "Traceback" not in text, text
+
+
+PLAUSIBLE = st.one_of(NUMBERS, st.sampled_from(
+    ["0", "1", "2", "3", "true", "false", "sdpa", "reference", "rotary", "none", "query", "cosine", "linear", "context",
+     "relu", "classes", "tokens", "identity", "lstm", "hyena", "disjoint", "paired", "stacked", "skewed", "parity",
+     "star", "naive", "-1"]))
+
+
+@settings(FUZZ, max_examples=int(os.environ.get("LAB_FUZZ_EXAMPLES", 400)) // 2)
+@given(preset=st.sampled_from(PRESETS),
+       pairs=st.lists(st.tuples(st.sampled_from(KNOWN_KEYS + TASK_KEYS), PLAUSIBLE), min_size=1, max_size=3))
+def test_what_the_config_check_accepts_can_train(preset, pairs):
+    """A value that passes the check must work: small accepted configs train two steps, ending done (0) or with the
+    divergence message (1), never an internal error or a late refusal."""
+    from conftest import TALLY
+
+    overrides = ["train.steps=2", "train.batch_size=4", *(f"{k}={v}" for k, v in pairs)]
+    try:
+        cfg = make_config(preset, overrides)
+    except ConfigError:
+        TALLY["bad inputs tried"] += 1
+        return
+    small = cfg.train.steps <= 3 and cfg.train.batch_size <= 64 and cfg.model.d_model <= 256 and \
+        cfg.model.n_layers <= 8 and cfg.ensemble.size <= 8 and cfg.task.n_points <= 200 and cfg.model.d_in <= 101
+    if not small:
+        return
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        code = main(["train", preset, *overrides, "--out", str(WORK / uuid.uuid4().hex), "--quiet"])
+    assert code in (0, 1) and "internal error" not in err.getvalue(), (overrides, err.getvalue())

@@ -135,3 +135,28 @@ def test_two_trainers_in_one_process_cannot_share_a_folder(tmp_path):
             lab.train("tiny-linreg", SMALL, out=out, quiet=True)
     assert not (out / "checkpoint.pt").exists()
     assert lab.train("tiny-linreg", SMALL, out=out, quiet=True).status["status"] == "done"
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_a_stopped_training_names_the_exact_command_that_resumes_it(tmp_path, stop, tally):
+    """Without --out the run folder is named by the clock: the hint must name it, or the same command would start
+    a new run."""
+    args = ["train", "tiny-linreg", *SMALL[:-3], "train.steps=1000000", "train.checkpoint_every=20", "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "lab.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path, env={**os.environ, "LAB_RUNS": str(tmp_path / "runs")})
+    try:
+        assert _wait_for(lambda: any((tmp_path / "runs").glob("*/checkpoint.pt")))
+        time.sleep(0.5)
+        proc.send_signal(stop)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    tally["faults injected"] += 1
+    (run,) = (tmp_path / "runs").iterdir()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    hint = err.strip().splitlines()[-1]
+    assert hint.startswith(f"lab: interrupted; the last checkpoint of {run} is kept; resume: lab train tiny-linreg ")
+    assert hint.endswith(f"--quiet --out {run}"), hint
+    status = lab.load_run(run).status
+    assert status["status"] == "interrupted" and status["message"].endswith(f"--out {run}")
