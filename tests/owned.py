@@ -59,6 +59,16 @@ def started_by_session(token: str) -> list[int]:
     return found
 
 
+def wait_for(predicate, timeout: float = 60.0, every: float = 0.1) -> bool:
+    """Poll `predicate` until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
+
+
 def wait_gone(pids, timeout: float = 10.0) -> set[int]:
     """Wait until none of `pids` is alive; returns those still alive at the deadline."""
     deadline = time.time() + timeout

@@ -2,7 +2,6 @@
 interaction per page changes what is shown, and bad run folders give messages, not exceptions."""
 import json
 import os
-import time
 import urllib.request
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import lab  # noqa: E402
 from lab import runlock  # noqa: E402
+from owned import wait_for  # noqa: E402
 
 MAIN = str(Path(__file__).parents[2] / "app" / "main.py")
 PAGES = ["views/runs.py", "views/icl_curve.py", "views/inside.py", "views/algorithm.py", "views/tour.py",
@@ -167,9 +167,7 @@ def test_runs_page_refuses_a_bad_override_and_trains_a_good_one(app, root):
     next(b for b in app.button if b.label == "Start training").click().run()
     assert any("Started from-page" in s.value for s in app.success)
     status = root / "from-page" / "status.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (status.is_file() and json.loads(status.read_text())["status"] == "done"):
-        time.sleep(0.5)
+    wait_for(lambda: status.is_file() and json.loads(status.read_text())["status"] == "done", timeout=120)
     assert json.loads(status.read_text())["status"] == "done"
     app.run()
     assert "from-page" in str(app.dataframe[0].value)
@@ -223,15 +221,6 @@ def test_lab_dashboard_serves_the_app(root):
         assert base in first_line and urllib.request.urlopen(base, timeout=10).status == 200
 
 
-def _wait_for(predicate, timeout=120.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.5)
-    return False
-
-
 def _start(app, overrides: str, name: str):
     app.text_input(key="overrides").input(overrides)
     app.text_input(key="run_name").input(name)
@@ -243,14 +232,14 @@ def test_a_run_can_be_stopped_and_a_failed_run_shows_its_error(app, root):
     _page(app, "views/runs.py")
     _start(app, "train.steps=100000 model.d_model=16 model.n_layers=1 train.log_every=10", "long")
     status = root / "long" / "status.json"
-    assert _wait_for(lambda: status.is_file() and (root / "long" / "metrics.jsonl").is_file()
-                     and (root / "long" / "metrics.jsonl").read_text().strip())
+    assert wait_for(lambda: status.is_file() and (root / "long" / "metrics.jsonl").is_file()
+                    and (root / "long" / "metrics.jsonl").read_text().strip(), timeout=120)
     app.run()
     app.button(key="stop-train-long").click().run()
-    assert _wait_for(lambda: json.loads(status.read_text())["status"] == "interrupted")
+    assert wait_for(lambda: json.loads(status.read_text())["status"] == "interrupted", timeout=120)
 
     _start(app, "train.steps=50 train.lr=1e6 train.grad_clip=0 train.warmup_steps=0", "blows-up")
     from app import jobs
-    assert _wait_for(lambda: not jobs.state("train-blows-up")["running"])
+    assert wait_for(lambda: not jobs.state("train-blows-up")["running"], timeout=120)
     app.run()
     assert any("blows-up failed" in e.value and "training stopped at step" in e.value for e in app.error)

@@ -8,7 +8,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 
 import lab
 from lab.cli import build_parser, main
+from owned import wait_for
 
 SMALL = ["task.d=3", "task.n_points=5", "model.n_layers=1", "model.d_model=16", "train.batch_size=8",
          "train.steps=20", "train.checkpoint_every=10", "train.log_every=5"]
@@ -68,10 +68,7 @@ def test_the_dashboards_jobs_stop_with_it(tmp_path, monkeypatch):
     out = tmp_path / "runs" / "job-run"
     jobs.start("train-job-run", ["train", "tiny-linreg", *SMALL[:-3], "train.steps=1000000",
                                  "train.checkpoint_every=100", "--out", str(out), "--quiet"])
-    deadline = time.time() + 60
-    while time.time() < deadline and not (out / "checkpoint.pt").is_file():
-        time.sleep(0.2)
-    assert jobs.state("train-job-run")["running"]
+    assert wait_for(lambda: (out / "checkpoint.pt").is_file()) and jobs.state("train-job-run")["running"]
     assert jobs.stop_owned(9999) == [] and jobs.state("train-job-run")["running"]  # another dashboard's: kept
     assert jobs.stop_owned(4242) == ["train-job-run"]
     assert not jobs.state("train-job-run")["running"]

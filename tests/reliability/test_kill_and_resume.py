@@ -14,6 +14,7 @@ import torch
 import lab
 from lab.cli import main
 from lab.runs import safe_torch_load
+from owned import wait_for
 
 SMALL = ["task.d=3", "task.n_points=5", "model.n_layers=1", "model.d_model=16", "train.batch_size=8",
          "train.steps=30", "train.checkpoint_every=10", "train.log_every=5"]
@@ -83,22 +84,13 @@ def test_kill_9_then_the_same_command_resumes_bit_for_bit(setting, tmp_path, cap
     assert lab.load_run(out).status["status"] == "done"
 
 
-def _wait_for(predicate, timeout=60.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_a_second_trainer_refuses_and_a_dead_trainers_lock_is_taken_over(tmp_path, tally):
     out = tmp_path / "shared"
     long = [*SMALL[:-3], "train.steps=1000000", "train.checkpoint_every=50", "train.log_every=10"]
     first = subprocess.Popen([sys.executable, "-m", "lab.cli", "train", "tiny-linreg", *long, "--out", str(out),
                               "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _wait_for(lambda: (out / "checkpoint.pt").is_file() and lab.load_run(out).metrics)
+        assert wait_for(lambda: (out / "checkpoint.pt").is_file() and lab.load_run(out).metrics)
         second = subprocess.run([sys.executable, "-m", "lab.cli", "train", "tiny-linreg", *long, "--out", str(out)],
                                 capture_output=True, text=True, timeout=120)
         tally["faults injected"] += 1
@@ -145,7 +137,7 @@ def test_a_stopped_training_names_the_exact_command_that_resumes_it(tmp_path, st
     proc = subprocess.Popen([sys.executable, "-m", "lab.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=tmp_path, env={**os.environ, "LAB_RUNS": str(tmp_path / "runs")})
     try:
-        assert _wait_for(lambda: any((tmp_path / "runs").glob("*/checkpoint.pt")))
+        assert wait_for(lambda: any((tmp_path / "runs").glob("*/checkpoint.pt")))
         time.sleep(0.5)
         proc.send_signal(stop)
         _, err = proc.communicate(timeout=60)
