@@ -36,6 +36,14 @@ def start(name: str, args: list[str]) -> None:
                                                 "owner": os.environ.get(OWNER_ENV)})
 
 
+def _meta(name: str) -> dict | None:
+    """Job `name`'s record (pid, cmd, started, owner), or None when there is none or it cannot be read."""
+    try:
+        return json.loads((jobs_dir() / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -46,12 +54,8 @@ def _alive(pid: int) -> bool:
 
 def state(name: str) -> dict | None:
     """{"running", "returncode" (None while running or unknown), "log" (its last lines), "cmd"} or None."""
-    meta_path = jobs_dir() / f"{name}.json"
-    if not meta_path.is_file():
-        return None
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError):
+    meta = _meta(name)
+    if meta is None:
         return None
     proc = _PROCESSES.get(name)
     if proc is not None:
@@ -75,10 +79,10 @@ def error_line(job: dict) -> str | None:
 
 def stop(name: str) -> None:
     """Interrupt the job (SIGINT to its process group): training keeps its last checkpoint."""
-    meta_path = jobs_dir() / f"{name}.json"
-    if meta_path.is_file():
+    meta = _meta(name)
+    if meta is not None:
         try:
-            os.killpg(json.loads(meta_path.read_text())["pid"], signal.SIGINT)
+            os.killpg(meta["pid"], signal.SIGINT)
         except OSError:
             pass
 
@@ -88,11 +92,8 @@ def stop_owned(owner: int, grace_s: float = 10.0) -> list[str]:
     a training keeps its last checkpoint and resumes with the same command); returns their names."""
     stopped = []
     for name in names():
-        try:
-            meta = json.loads((jobs_dir() / f"{name}.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if str(meta.get("owner")) == str(owner) and _alive(meta["pid"]):
+        meta = _meta(name)
+        if meta is not None and str(meta.get("owner")) == str(owner) and _alive(meta["pid"]):
             stop_group(meta["pid"], first=signal.SIGINT, grace_s=grace_s, proc=_PROCESSES.get(name))
             stopped.append(name)
     return stopped

@@ -59,13 +59,16 @@ def _evaluate_and_print(run, n_prompts: int, as_json: bool):
 
 
 def _load(args):
-    """The run, or member --member of an ensemble run."""
+    """The run, or member --member of an ensemble run, with its model loaded (an unreadable checkpoint stops here,
+    before anything is written) and a note on stderr about which checkpoint is scored."""
     run = load_run(args.run)
     if args.member is not None:
-        return run.member(args.member)
-    if run.n_members > 1:
+        run = run.member(args.member)
+    elif run.n_members > 1:
         raise ValueError(f"{run.path} is an ensemble of {run.n_members} models; add --member i "
                          f"(i in 0..{run.n_members - 1})")
+    run.model  # noqa: B018
+    _note_checkpoint(run)
     return run
 
 
@@ -86,8 +89,6 @@ def _note_checkpoint(run) -> None:
 
 def cmd_eval(args) -> int:
     run = _load(args)
-    run.model  # noqa: B018 - an unreadable checkpoint stops here, before anything is written
-    _note_checkpoint(run)
     curve = _evaluate_and_print(run, args.n_prompts, args.json)
     if args.json:
         _print_json(curve)
@@ -188,10 +189,7 @@ def cmd_reproduce(args) -> int:
 def cmd_probe(args) -> int:
     from probes.inspect import PROBES, probe_run
 
-    run = _load(args)
-    run.model  # noqa: B018 - an unreadable checkpoint stops here, before anything is written
-    _note_checkpoint(run)
-    res = probe_run(run, args.kind, n_prompts=args.n_prompts)
+    res = probe_run(_load(args), args.kind, n_prompts=args.n_prompts)
     if args.json:
         _print_json(res)
     else:
@@ -302,8 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     f"{', '.join(preset_names())}")
     p.add_argument("--steps", type=int, default=20, help="timed steps (train, model) or repetitions (attention)")
     p.add_argument("--sizes", default="1,4,16,64", help="train: ensemble sizes E")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="train, threads: config overrides, e.g. model.d_model=32 "
-                   "train.threads=2")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="train, threads: config overrides, e.g. model.d_model=32 train.threads=2")
     return parser
 
 
@@ -311,7 +309,7 @@ def _interrupted(e: KeyboardInterrupt, argv: list[str]) -> str:
     """What to type to resume: the same command with --out naming the run folder it trained into."""
     if not isinstance(e, TrainingInterrupted):
         return "run the same command again to resume"
-    args = [a for a in argv]
+    args = list(argv)
     if "--out" not in args and not any(a.startswith("--out=") for a in args):
         args += ["--out", str(e.out)]
     return f"the last checkpoint of {e.out} is kept; resume: {shlex.join(['lab', *args])}"

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
@@ -25,10 +26,15 @@ def triton_usable(t: torch.Tensor) -> bool:
     return t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
 
 
+@functools.lru_cache(maxsize=None)
+def _cuda_name(index: int) -> str:
+    return torch.cuda.get_device_name(index)
+
+
 def auto_path(kind: str, mask: str, padded: bool, T: int, dh: int, x: torch.Tensor) -> str:
     """backend=auto's path for attention on tensors like `x` (choice.choose with this device's measurements)."""
     cuda = x.is_cuda
-    rows = choice.measured(torch.cuda.get_device_name(x.device)) if cuda else ()
+    rows = choice.measured(_cuda_name(x.device.index or 0)) if cuda else ()
     return choice.choose(kind, mask, padded, T, dh, str(x.dtype).removeprefix("torch."), cuda,
                          cuda and triton_available(), rows)
 
@@ -53,5 +59,5 @@ def attention(q, k, v, kind: str = "softmax", mask: str = "causal", key_padding=
     return TritonAttention.apply(q, k, v, key_padding, kind == "softmax", mask, scale)
 
 
-__all__ = ["attention", "auto_path", "choice", "reference_attention", "allowed_keys", "default_scale", "triton_available", "triton_usable",
-           "KINDS", "MASKS"]
+__all__ = ["attention", "auto_path", "choice", "reference_attention", "allowed_keys", "default_scale",
+           "triton_available", "triton_usable", "KINDS", "MASKS"]
