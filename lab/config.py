@@ -190,16 +190,21 @@ class CurriculumConfig:
 @dataclass
 class EnsembleConfig:
     """E independent models trained as one batched computation (lab/ensemble.py). Member i is the model a solo
-    run with seed train.seed + i (and learning rate lrs[i], if lrs is given) would train."""
+    run with seed train.seed + i (or seeds[i], if seeds is given; learning rate lrs[i], if lrs is given) would
+    train. The sweep executor packs trials that differ only in seed (and lr) this way."""
 
     size: int = 1
     lrs: list[float] = field(default_factory=list)  # empty: train.lr for every member
+    seeds: list[int] = field(default_factory=list)  # empty: train.seed + i for member i
 
     def validate(self):
         _need(self.size >= 1, "ensemble.size", "an integer >= 1", self.size)
         _need(not self.lrs or len(self.lrs) == self.size, "ensemble.lrs",
               f"empty or {self.size} learning rates (one per member)", self.lrs)
         _need(all(lr > 0 for lr in self.lrs), "ensemble.lrs", "learning rates > 0", self.lrs)
+        _need(not self.seeds or len(self.seeds) == self.size, "ensemble.seeds",
+              f"empty or {self.size} seeds (one per member)", self.seeds)
+        _need(all(0 <= s < 2**32 for s in self.seeds), "ensemble.seeds", "seeds in 0..2^32 - 1", self.seeds)
 
 
 SECTIONS = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig, "curriculum": CurriculumConfig,

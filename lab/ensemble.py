@@ -26,9 +26,10 @@ LENGTH_BUCKET = 8  # points; causal formats pad n_points up to a multiple of thi
 
 
 def member_config(cfg: RunConfig, i: int) -> RunConfig:
-    """The solo run that member i of cfg's ensemble is: seed train.seed + i, learning rate ensemble.lrs[i]."""
+    """The solo run that member i of cfg's ensemble is: seed ensemble.seeds[i] (default train.seed + i), learning
+    rate ensemble.lrs[i] (default train.lr)."""
     solo = copy.deepcopy(cfg)
-    solo.train.seed = cfg.train.seed + i
+    solo.train.seed = cfg.ensemble.seeds[i] if cfg.ensemble.seeds else cfg.train.seed + i
     if cfg.ensemble.lrs:
         solo.train.lr = cfg.ensemble.lrs[i]
     solo.ensemble = EnsembleConfig()

@@ -100,7 +100,7 @@ def _first_difference(a: dict, b: dict, prefix: str = "") -> str | None:
     return None
 
 
-def _check_same_run(out: Path, cfg: RunConfig) -> None:
+def check_same_run(out: Path, cfg: RunConfig) -> None:
     """An existing run folder may be resumed (or extended with more steps) only with the same config."""
     try:
         saved = RunConfig.from_dict(read_json_file(out / CONFIG)).to_dict()
@@ -254,7 +254,7 @@ def _advice(cfg: RunConfig, step: int, what: str) -> str:
 def _train_held(cfg: RunConfig, device, out: Path, quiet: bool, callback) -> Run:
     """The training loop proper, with `out` created and its run lock held."""
     if (out / CONFIG).is_file():
-        _check_same_run(out, cfg)
+        check_same_run(out, cfg)
     tc = cfg.train
     engine = make_engine(cfg, device)
     start = _restore(out, engine, device) if (out / CHECKPOINT).is_file() else 0

@@ -1,0 +1,422 @@
+"""Sweeps: a grid or random draws of overrides of one preset, over seeds, trained by the executor (lab/executor.py),
+with one results row per trial and each setting's mean and 90% bootstrap interval over its seeds.
+
+A spec (a TOML file, or a preset name with inline `key=v1,v2` and `seeds=0..4` arguments):
+
+    name = "depth-lr"                    # the folder: $LAB_RUNS/sweep-NAME (default: the file's name)
+    preset = "tiny-linreg"
+    seeds = "0..2"                       # or a list [0, 1, 2]
+    metrics = ["loss", "curves.model.mean[d]"]
+    eval_prompts = 640                   # prompts for the metrics read from `lab eval --json`
+    [fixed]                              # overrides every trial shares
+    "train.steps" = 500
+    [grid]                               # the Cartesian product of these values
+    "model.n_layers" = [1, 2]
+    [random]                             # `draws` settings drawn from these distributions (times the grid)
+    draws = 4
+    seed = 0
+    "train.lr" = {log_uniform = [1e-4, 1e-2]}   # also uniform = [a, b], int = [a, b], choice = [...]
+
+A metric is `loss` (the last logged training loss) or a field of `lab eval --json`, as a dotted path with the k of
+the curve in brackets: `curves.model.mean[d]` (k = d), `curves.ols.mean[2d]`, `curves.model.hi[5]`,
+`curves.model.mean[last]`.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import math
+import re
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError
+from .executor import Trial, run_trials, trial
+from .runs import atomic_write_bytes, atomic_write_json, make_out_folder, read_json_file, read_metrics, runs_root
+from .stats import mean_interval
+
+RESULTS, SUMMARY, SPEC = "results.jsonl", "summary.json", "sweep.json"
+DISTRIBUTIONS = ("uniform", "log_uniform", "int", "choice")
+SPEC_KEYS = {"name", "preset", "seeds", "metrics", "eval_prompts", "fixed", "grid", "random"}
+MAX_TRIALS = 10_000
+METRIC = re.compile(r"(loss)|([A-Za-z_][\w.+-]*?)(?:\[(d|\d+d|\d+|last)\])?")
+
+
+@dataclass
+class SweepSpec:
+    preset: str
+    fixed: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)
+    random: dict = field(default_factory=dict)  # key -> {distribution: args}
+    draws: int = 0
+    draw_seed: int = 0
+    seeds: list[int] = field(default_factory=lambda: [0])
+    metrics: list[str] = field(default_factory=lambda: ["loss"])
+    eval_prompts: int = 1280
+    name: str = ""
+
+    def swept_keys(self) -> list[str]:
+        return list(self.grid) + [k for k in self.random if k not in self.grid]
+
+    def settings(self) -> list[dict]:
+        """Every setting (the swept overrides, without the seed): the grid's product, times the random draws."""
+        grid = [dict(zip(self.grid, values)) for values in itertools.product(*self.grid.values())]
+        if not self.random:
+            return grid
+        rng = np.random.default_rng(self.draw_seed)
+        draws = [{k: _draw(rng, k, dist) for k, dist in self.random.items()} for _ in range(self.draws)]
+        return [{**g, **d} for g in grid for d in draws]
+
+
+class SpecError(ConfigError):
+    """A sweep spec that cannot be used; one line naming the key and what is allowed."""
+
+
+def _need(ok: bool, what: str, allowed: str, got) -> None:
+    if not ok:
+        raise SpecError(f"sweep spec: {what} must be {allowed}; got {got!r}")
+
+
+def parse_seeds(value) -> list[int]:
+    """`0..4` (inclusive), `0,2,5`, an int, or a list of ints."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+)\s*\.\.\s*(\d+)\s*", value)
+        if m:
+            lo, hi = int(m[1]), int(m[2])
+            _need(lo <= hi, "seeds", "a range LO..HI with LO <= HI", value)
+            return list(range(lo, hi + 1))
+        value = [v for v in value.split(",") if v.strip()]
+    _need(isinstance(value, list) and value != [], "seeds", "a range like 0..4 or a list of integers", value)
+    try:
+        seeds = [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise SpecError(f"sweep spec: seeds must be a range like 0..4 or a list of integers; got {value!r}") from None
+    _need(len(set(seeds)) == len(seeds) and all(0 <= s < 2**32 for s in seeds), "seeds",
+          "distinct integers in 0..2^32 - 1", value)
+    return seeds
+
+
+def _flatten(table: dict, prefix: str = "", stop=lambda v: False) -> dict:
+    """TOML's `train.steps = 5` (unquoted) is a nested table; overrides are dotted keys."""
+    out = {}
+    for k, v in table.items():
+        if isinstance(v, dict) and not stop(v):
+            out.update(_flatten(v, f"{prefix}{k}.", stop))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _is_distribution(v) -> bool:
+    return isinstance(v, dict) and len(v) == 1 and next(iter(v)) in DISTRIBUTIONS
+
+
+def _draw(rng: np.random.Generator, key: str, dist: dict):
+    (kind, args), = dist.items()
+    if kind == "choice":
+        return args[int(rng.integers(len(args)))]
+    lo, hi = args
+    if kind == "int":
+        return int(rng.integers(lo, hi + 1))
+    value = math.exp(rng.uniform(math.log(lo), math.log(hi))) if kind == "log_uniform" else rng.uniform(lo, hi)
+    return float(f"{value:.6g}")  # six significant digits: the trial's name and its override agree
+
+
+def _check_distribution(key: str, dist) -> None:
+    _need(_is_distribution(dist), f"random.{key}", "one of {uniform = [a, b]}, {log_uniform = [a, b]}, "
+          "{int = [a, b]}, {choice = [...]}", dist)
+    (kind, args), = dist.items()
+    _need(isinstance(args, list) and args != [], f"random.{key}.{kind}", "a non-empty list", args)
+    if kind != "choice":
+        _need(len(args) == 2 and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args) and
+              args[0] <= args[1], f"random.{key}.{kind}", "[low, high] with low <= high", args)
+        _need(kind != "log_uniform" or args[0] > 0, f"random.{key}.log_uniform", "positive bounds", args)
+
+
+def spec_from_dict(data: dict, name: str = "") -> SweepSpec:
+    unknown = set(data) - SPEC_KEYS
+    _need(not unknown, f"key {sorted(unknown)[0] if unknown else ''!r}", "one of " + ", ".join(sorted(SPEC_KEYS)),
+          sorted(unknown))
+    _need(isinstance(data.get("preset"), str) and data["preset"] != "", "preset", "a preset name or config file",
+          data.get("preset"))
+    for section in ("fixed", "grid", "random"):
+        _need(isinstance(data.get(section, {}), dict), section, "a table of overrides", data.get(section))
+    grid = _flatten(data.get("grid", {}))
+    for k, v in grid.items():
+        _need(isinstance(v, list) and v != [], f"grid.{k}", "a non-empty list of values", v)
+    random = dict(data.get("random", {}))
+    draws, draw_seed = random.pop("draws", 0 if not random else None), random.pop("seed", 0)
+    random = _flatten(random, stop=_is_distribution)
+    for k, v in random.items():
+        _check_distribution(k, v)
+    _need(not random or (isinstance(draws, int) and draws >= 1), "random.draws", "an integer >= 1", draws)
+    metrics = data.get("metrics", ["loss"])
+    metrics = [m for m in metrics.split(",") if m.strip()] if isinstance(metrics, str) else metrics
+    _need(isinstance(metrics, list) and metrics != [], "metrics", "a non-empty list", metrics)
+    for m in metrics:
+        _need(isinstance(m, str) and METRIC.fullmatch(m.strip()) is not None, "each metric",
+              "loss or a field of `lab eval --json` like curves.model.mean[d]", m)
+    eval_prompts = data.get("eval_prompts", 1280)
+    _need(isinstance(eval_prompts, int) and eval_prompts >= 1, "eval_prompts", "an integer >= 1", eval_prompts)
+    fixed = _flatten(data.get("fixed", {}))
+    for k in set(fixed) | set(grid) | set(random):
+        _need(k not in ("train.seed", "ensemble", "ensemble.size", "ensemble.seeds"), k,
+              "left to the sweep (use seeds = ...; trials are packed into ensembles by the sweep)", k)
+    spec = SweepSpec(preset=data["preset"], fixed=fixed, grid=grid, random=random, draws=draws or 0,
+                     draw_seed=draw_seed, seeds=parse_seeds(data.get("seeds", [0])),
+                     metrics=[m.strip() for m in metrics], eval_prompts=eval_prompts,
+                     name=str(data.get("name") or name))
+    n = len(spec.settings()) * len(spec.seeds)
+    _need(n <= MAX_TRIALS, "the number of trials", f"at most {MAX_TRIALS}", n)
+    return spec
+
+
+def parse_spec(spec: str | Path | dict | SweepSpec, args: list[str] | tuple = ()) -> SweepSpec:
+    """A SweepSpec from a TOML file, a dict, or a preset name with inline `key=v1,v2,...`, `seeds=0..4` and
+    `metrics=a,b` arguments (a comma makes a grid axis; list-valued keys belong in a TOML spec)."""
+    if isinstance(spec, SweepSpec):
+        return spec
+    if isinstance(spec, dict):
+        return spec_from_dict(spec)
+    path = Path(spec)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise SpecError(f"sweep spec {path} does not exist")
+        _need(not args, "a TOML spec", "given alone (put overrides in its [fixed] or [grid] table)", list(args))
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise SpecError(f"sweep spec {path} is not valid TOML: {e}") from None
+        return spec_from_dict(data, name=path.stem)
+    data: dict = {"preset": str(spec), "fixed": {}, "grid": {}}
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        _need(bool(eq and key), "each argument", "key=value or key=v1,v2,... (e.g. train.lr=1e-3,3e-3)", arg)
+        key, value = key.strip(), value.strip()
+        if key in ("seeds", "metrics", "eval_prompts", "name"):
+            data[key] = int(value) if key == "eval_prompts" and value.isdigit() else value
+        elif "," in value:
+            data["grid"][key] = [_literal(v) for v in value.split(",") if v.strip()]
+        else:
+            data["fixed"][key] = _literal(value)
+    text = json.dumps(data, sort_keys=True)
+    return spec_from_dict(data, name=f"{Path(str(spec)).stem}-{hashlib.sha1(text.encode()).hexdigest()[:8]}")
+
+
+def _literal(text: str):
+    """An inline value as TOML would read it: 1e-3 a float, 2 an int, true a bool, anything else a string."""
+    text = text.strip()
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _short_keys(keys: list[str]) -> dict[str, str]:
+    """Each swept key by its last part (model.n_layers -> n_layers) unless two keys share it."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last)}
+
+
+def _slug(setting: dict, short: dict) -> str:
+    parts = [f"{short[k]}{v}" for k, v in setting.items()]
+    text = re.sub(r"[^A-Za-z0-9._+-]", "_", "_".join(parts)) or "base"
+    if len(text) > 150:
+        text = text[:100] + "-" + hashlib.sha1(text.encode()).hexdigest()[:10]
+    return text
+
+
+def trials_of(spec: SweepSpec, folder: Path) -> list[Trial]:
+    """Every (setting, seed) as a Trial in folder/trials/SETTING_seedS; each config is checked here."""
+    short = _short_keys(spec.swept_keys())
+    out = []
+    for setting in spec.settings():
+        group = _slug(setting, short)
+        for seed in spec.seeds:
+            out.append(trial(folder / "trials" / f"{group}_seed{seed}", spec.preset,
+                             {**spec.fixed, **setting, "train.seed": seed}, group=group,
+                             label={"overrides": setting, "seed": seed}))
+    return out
+
+
+# ---- metrics ----------------------------------------------------------------------------------------------------
+def metric_value(name: str, curve: dict | None, run) -> float:
+    """One metric of a finished run: `loss`, or a field of its `lab eval --json` object (see the module docstring)."""
+    m = METRIC.fullmatch(name)
+    if m[1]:
+        rows = [r for r in read_metrics(run.path / "metrics.jsonl") if r.get("loss") is not None]
+        return float(rows[-1]["loss"]) if rows else float("nan")
+    obj = curve
+    for part in m[2].split("."):
+        if not isinstance(obj, dict) or part not in obj:
+            fields = ", ".join(obj) if isinstance(obj, dict) else "none"
+            raise ValueError(f"metric {name!r}: `lab eval --json` has no field {part!r} here (fields: {fields})")
+        obj = obj[part]
+    if m[3] is None:
+        if isinstance(obj, list):
+            raise ValueError(f"metric {name!r} is a curve; pick its k with [d], [2d], [last] or [5]")
+        return float(obj)
+    ks, d = curve["k"], curve.get("d", 0)
+    k = ks[-1] if m[3] == "last" else int(m[3][:-1] or 1) * d if m[3].endswith("d") else int(m[3])
+    if k not in ks:
+        raise ValueError(f"metric {name!r}: k = {k} is not on the curve (k runs {ks[0]}..{ks[-1]})")
+    return float(obj[ks.index(k)])
+
+
+def needs_eval(metrics: list[str]) -> bool:
+    return any(not METRIC.fullmatch(m)[1] for m in metrics)
+
+
+def run_metrics(run, metrics: list[str], eval_prompts: int) -> dict:
+    """The metrics of a finished run, cached in RUN/eval/sweep_metrics.json for its checkpoint (a re-run sweep
+    reads them back instead of evaluating again). The ICL curve comes from probes (the CLI's lazy exception)."""
+    cache_path = run.path / "eval" / "sweep_metrics.json"
+    key = {"metrics": metrics, "eval_prompts": eval_prompts, "step": run.status.get("step")}
+    if cache_path.is_file():
+        try:
+            cached = read_json_file(cache_path)
+            if cached.get("key") == key:
+                return cached["values"]
+        except ValueError:
+            pass
+    curve = None
+    if needs_eval(metrics):
+        from probes.icl_curve import evaluate_run
+
+        curve = evaluate_run(run, n_prompts=eval_prompts)
+    values = {m: metric_value(m, curve, run) for m in metrics}
+    atomic_write_json(cache_path, {"key": key, "values": values})
+    return values
+
+
+# ---- results ----------------------------------------------------------------------------------------------------
+def _row(record: dict) -> dict:
+    label = record["label"]
+    return {"trial": Path(record["trial"]).name, "run_dir": record["run_dir"], "overrides": label["overrides"],
+            "seed": label["seed"], "status": record["status"], "error": record["error"], "step": record["step"],
+            "metrics": record["metrics"], "wall_s": record["wall_s"], "packed_in": record["packed_in"]}
+
+
+def summarize(spec: SweepSpec, rows: list[dict]) -> list[dict]:
+    """Per setting: its seeds, how many trials finished or failed, and each metric's mean and 90% interval."""
+    settings: dict[str, dict] = {}
+    for row in rows:
+        key = json.dumps(row["overrides"], sort_keys=True)
+        s = settings.setdefault(key, {"overrides": row["overrides"], "seeds": [], "done": 0, "failed": 0,
+                                      "values": {m: [] for m in spec.metrics}})
+        s["seeds"].append(row["seed"])
+        if row["status"] == "done" and row["metrics"]:
+            s["done"] += 1
+            for m in spec.metrics:
+                s["values"][m].append(row["metrics"].get(m))
+        elif row["status"] not in ("pending", "done"):
+            s["failed"] += 1
+    return [{**{k: v for k, v in s.items() if k != "values"},
+             "metrics": {m: {**mean_interval(vals), "values": vals} for m, vals in s["values"].items()}}
+            for s in settings.values()]
+
+
+def sweep_figure(spec: SweepSpec, settings: list[dict], metric: str, path: Path) -> None:
+    """The metric against each swept key (one panel per key, one line per value of the other keys), the seeds'
+    90% bootstrap interval as a band."""
+    from probes.figures import pyplot, save_figure  # matplotlib's headless set-up, shared with probes
+
+    keys = spec.swept_keys() or ["seed"]
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        lines: dict[str, list] = {}
+        for s in settings:
+            rest = {k: v for k, v in s["overrides"].items() if k != key}
+            stats = s["metrics"][metric]
+            if stats["mean"] is not None:
+                lines.setdefault(json.dumps(rest), []).append((s["overrides"].get(key, 0), stats))
+        for i, (rest, points) in enumerate(sorted(lines.items())):
+            points.sort(key=lambda p: (isinstance(p[0], str), p[0]))
+            xs = [str(p[0]) if isinstance(p[0], str) else p[0] for p in points]
+            mean = [p[1]["mean"] for p in points]
+            label = ", ".join(f"{k}={v}" for k, v in json.loads(rest).items()) or None
+            ax.plot(xs, mean, "o-", color=f"C{i % 10}", label=label, lw=1.5)
+            ax.fill_between(xs, [p[1]["lo"] for p in points], [p[1]["hi"] for p in points], color=f"C{i % 10}",
+                            alpha=0.2)
+        numeric = all(isinstance(s["overrides"].get(key), (int, float)) for s in settings)
+        if numeric and key.endswith("lr") and min(s["overrides"][key] for s in settings) > 0:
+            ax.set_xscale("log")
+        ax.set(xlabel=key, ylabel=metric)
+        if len(lines) > 1:
+            ax.legend(fontsize=7)
+    fig.suptitle(f"sweep {spec.name}: mean over seeds {spec.seeds[0]}..{spec.seeds[-1]} with a 90% bootstrap band",
+                 fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def metric_filename(metric: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", metric).strip("_") + ".png"
+
+
+def sweep(spec, args=(), out=None, *, address: str | None = None, cpus: int | None = None, threads: int = 1,
+          pack: bool = True, pack_lr: bool = False, quiet: bool = False) -> dict:
+    """Run a sweep (see the module docstring) into `out` (default $LAB_RUNS/sweep-NAME) and return its summary.
+
+    Re-running skips finished trials and resumes interrupted ones from their checkpoints; a failed or diverged
+    trial is reported in its row and does not stop the others. Writes SWEEP/sweep.json, results.jsonl (one row per
+    trial, rewritten as trials finish), summary.json and figures/METRIC.png."""
+    t0 = time.time()
+    spec = parse_spec(spec, args)
+    folder = make_out_folder(Path(out) if out else runs_root() / f"sweep-{spec.name}")
+    trials = trials_of(spec, folder)
+    atomic_write_json(folder / SPEC, {**asdict(spec), "n_trials": len(trials)})
+    rows: dict[str, dict] = {}
+
+    def write_rows() -> None:
+        atomic_write_bytes(folder / RESULTS, "".join(json.dumps(r) + "\n" for r in rows.values()).encode())
+
+    def on_record(record: dict) -> None:  # live: the dashboard's table reads this file while trials run
+        rows[record["trial"]] = _row(record)
+        write_rows()
+
+    evaluate = functools.partial(run_metrics, metrics=spec.metrics, eval_prompts=spec.eval_prompts)
+    records = run_trials(trials, address=address, cpus=cpus, threads=threads, pack=pack, pack_lr=pack_lr,
+                         evaluate=evaluate, quiet=quiet, desc=f"sweep {spec.name}", on_record=on_record)
+    rows = {r["trial"]: _row(r) for r in records}  # in the trials' order
+    write_rows()
+    settings = summarize(spec, list(rows.values()))
+    summary = {"sweep": spec.name, "folder": str(folder), "preset": spec.preset, "swept": spec.swept_keys(),
+               "seeds": spec.seeds, "metrics": spec.metrics, "trials": len(records),
+               "done": sum(r["status"] == "done" for r in records),
+               "failed": [{"trial": Path(r["trial"]).name, "status": r["status"], "error": r["error"]}
+                          for r in records if r["status"] != "done"],
+               "wall_s": time.time() - t0, "settings": settings}
+    atomic_write_json(folder / SUMMARY, summary)
+    for metric in spec.metrics:
+        sweep_figure(spec, settings, metric, folder / "figures" / metric_filename(metric))
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """A plain-text table: one row per setting, each metric as mean [lo, hi] over its seeds."""
+    lines = [f"sweep {summary['sweep']}: {summary['done']}/{summary['trials']} trials done in "
+             f"{summary['wall_s']:.0f} s ({summary['folder']})"]
+    for s in summary["settings"]:
+        setting = ", ".join(f"{k}={v}" for k, v in s["overrides"].items()) or "(base)"
+        stats = "; ".join(f"{m} {_interval(v)}" for m, v in s["metrics"].items())
+        failed = f"; {s['failed']} failed" if s["failed"] else ""
+        lines.append(f"  {setting}: {stats} over {len(s['seeds'])} seeds{failed}")
+    for f in summary["failed"]:
+        lines.append(f"  {f['trial']}: {f['status']}: {f['error']}")
+    return "\n".join(lines)
+
+
+def _interval(v: dict) -> str:
+    if v["mean"] is None:
+        return "n/a"
+    return f"{v['mean']:.4g} [{v['lo']:.4g}, {v['hi']:.4g}]"
