@@ -186,6 +186,28 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import format_summary, sweep
+
+    summary = sweep(args.spec, args.args, out=args.out, address=args.address, cpus=args.cpus, threads=args.threads,
+                    pack=not args.no_pack, pack_lr=args.pack_lr, quiet=args.quiet or args.json)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(format_summary(summary))
+    return 1 if summary["failed"] else 0
+
+
+def _add_executor_options(p) -> None:
+    """The executor's options, shared by `lab sweep` and `lab reproduce`."""
+    p.add_argument("--address", help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: an "
+                                     "embedded local cluster; run folders must be on storage every node shares)")
+    p.add_argument("--cpus", type=int, help="cores of the embedded cluster (default: all of this machine's)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (and cores) per trial (default 1)")
+    p.add_argument("--no-pack", action="store_true", help="train seeds as separate trials, not packed into ensembles")
+    p.add_argument("--pack-lr", action="store_true", help="also pack trials that differ in train.lr")
+
+
 def cmd_probe(args) -> int:
     from probes.inspect import PROBES, probe_run
 
@@ -277,6 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder (default $LAB_RUNS/reproduce-NAME-SCALE; re-running resumes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = add("sweep", cmd_sweep, "train a grid or random draws of overrides over seeds, in parallel on Ray")
+    p.add_argument("spec", metavar="SPEC", help="a sweep spec .toml file, or a preset name followed by inline "
+                   "key=v1,v2 (a grid axis), key=v (fixed), seeds=0..4, metrics=loss,curves.model.mean[d]")
+    p.add_argument("args", nargs="*", metavar="key=values", help="inline spec arguments (after a preset name)")
+    p.add_argument("--out", help="sweep folder (default $LAB_RUNS/sweep-NAME; re-running skips finished trials)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_executor_options(p)
+
     p = add("probe", cmd_probe, f"look inside a trained run: {', '.join(PROBE_KINDS)}")
     p.add_argument("run", help="a run folder")
     p.add_argument("--member", type=int, help="member i of an ensemble run (its folder RUN/members/i)")
@@ -322,8 +352,8 @@ def _sigterm_as_interrupt(signum, frame):
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    for name in ("n_prompts", "steps"):
-        if getattr(args, name, 1) < 1:
+    for name in ("n_prompts", "steps", "cpus", "threads", "seeds"):
+        if (getattr(args, name, None) or 1) < 1 or getattr(args, name, None) == 0:
             print(f"lab: error: --{name.replace('_', '-')} must be an integer >= 1; got {getattr(args, name)}",
                   file=sys.stderr)
             return 2

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import socket
 import sys
 import time
 from contextlib import contextmanager
@@ -192,6 +193,7 @@ def ray_cluster(address: str | None = None, cpus: int | None = None, gpus: int |
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
              "configure_logging": True}
     if address:
+        _check_reachable(address)
         ray.init(address=address, **({} if address.startswith("ray://") else quiet))
     else:
         ray.init(num_cpus=cpus or os.cpu_count() or 1, num_gpus=_local_gpus() if gpus is None else gpus, **quiet)
@@ -199,6 +201,20 @@ def ray_cluster(address: str | None = None, cpus: int | None = None, gpus: int |
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT nobody listens on stops in one line at once (Ray itself retries for a minute or more)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--address must be auto, HOST:PORT or ray://HOST:PORT; got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise ConnectionError(f"no Ray cluster answers at {address} ({e.strerror or e}); start one with "
+                              f"`ray start --head`, or leave out --address for an embedded local cluster") from None
 
 
 def _local_gpus() -> int:

@@ -271,6 +271,23 @@ def metric_value(name: str, curve: dict | None, run) -> float:
     return float(obj[ks.index(k)])
 
 
+def check_metrics(metrics: list[str], first: Trial) -> None:
+    """Before anything trains: a curve the task's `lab eval` does not have stops the sweep with one line."""
+    from probes.icl_curve import baselines_for
+
+    from .config import make_config
+
+    task = make_config(first.config).task.build()
+    if getattr(task, "objective", "") == "set":
+        return  # graph search: its curve is accuracy by lookahead (probes/search.py), checked when read
+    curves = ["model", *baselines_for(task)]
+    for m in metrics:
+        parts = (METRIC.fullmatch(m)[2] or "").split(".")
+        if parts[0] == "curves" and (len(parts) < 2 or parts[1] not in curves):
+            raise SpecError(f"sweep spec: metric {m!r} names no curve of this task's `lab eval`; curves: "
+                            f"{', '.join(curves)} (e.g. curves.model.mean[d])")
+
+
 def needs_eval(metrics: list[str]) -> bool:
     return any(not METRIC.fullmatch(m)[1] for m in metrics)
 
@@ -372,8 +389,11 @@ def sweep(spec, args=(), out=None, *, address: str | None = None, cpus: int | No
     trial, rewritten as trials finish), summary.json and figures/METRIC.png."""
     t0 = time.time()
     spec = parse_spec(spec, args)
-    folder = make_out_folder(Path(out) if out else runs_root() / f"sweep-{spec.name}")
-    trials = trials_of(spec, folder)
+    folder = Path(out) if out else runs_root() / f"sweep-{spec.name}"
+    trials = trials_of(spec, folder)  # every config checked before anything is written
+    if needs_eval(spec.metrics):
+        check_metrics(spec.metrics, trials[0])
+    make_out_folder(folder)
     atomic_write_json(folder / SPEC, {**asdict(spec), "n_trials": len(trials)})
     rows: dict[str, dict] = {}
 
