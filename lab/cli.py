@@ -178,7 +178,8 @@ def cmd_reproduce(args) -> int:
     get(args.name)  # an unknown name stops before any folder is made
     if args.out:
         make_out_folder(args.out)
-    res = reproduce(args.name, args.scale, out=args.out, quiet=args.quiet or args.json)
+    res = reproduce(args.name, args.scale, out=args.out, quiet=args.quiet or args.json, seeds=args.seeds,
+                    address=args.address, cpus=args.cpus, threads=args.threads, pack=not args.no_pack)
     if args.json:
         _print_json(res)
     else:
@@ -198,14 +199,15 @@ def cmd_sweep(args) -> int:
     return 1 if summary["failed"] else 0
 
 
-def _add_executor_options(p) -> None:
+def _add_executor_options(p, pack_lr: bool = True) -> None:
     """The executor's options, shared by `lab sweep` and `lab reproduce`."""
     p.add_argument("--address", help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: an "
                                      "embedded local cluster; run folders must be on storage every node shares)")
     p.add_argument("--cpus", type=int, help="cores of the embedded cluster (default: all of this machine's)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (and cores) per trial (default 1)")
     p.add_argument("--no-pack", action="store_true", help="train seeds as separate trials, not packed into ensembles")
-    p.add_argument("--pack-lr", action="store_true", help="also pack trials that differ in train.lr")
+    if pack_lr:
+        p.add_argument("--pack-lr", action="store_true", help="also pack trials that differ in train.lr")
 
 
 def cmd_probe(args) -> int:
@@ -298,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quick: a CPU in minutes; paper: the original setting (a GPU)")
     p.add_argument("--out", help="folder (default $LAB_RUNS/reproduce-NAME-SCALE; re-running resumes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--seeds", type=int, default=1, help="run the whole experiment on N seeds; each claim is reported "
+                                                        "as passed in m of N, with its mean and 90%% interval")
+    _add_executor_options(p, pack_lr=False)
 
     p = add("sweep", cmd_sweep, "train a grid or random draws of overrides over seeds, in parallel on Ray")
     p.add_argument("spec", metavar="SPEC", help="a sweep spec .toml file, or a preset name followed by inline "

@@ -21,6 +21,19 @@ def _runs_in_tmp(tmp_path, monkeypatch):
     torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session")
+def ray_session():
+    """One embedded Ray cluster for the tests that use the executor (the executor reuses a connected Ray and leaves
+    it running): its workers, once started, serve every such test. Stopped, with its workers, at the end."""
+    import logging
+
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield ray
+    ray.shutdown()
+
+
 _LEFT: dict[int, str] = {}
 
 

@@ -6,12 +6,8 @@ GD step, 2-4 layers ~ ridge, >= 8 layers ~ OLS (REFERENCES.md section 2).
 """
 from __future__ import annotations
 
-import time
-
-import lab
-
 from ..inspect import match_algorithms
-from .common import claim, experiment_dir, pyplot, result, save_figure, save_result
+from .common import Training, claim, experiment, pyplot, save_figure
 
 NAME = "akyurek-depth"
 PAPER_BEST = {1: "gd", 2: "ridge", 4: "ridge", 8: "ols"}
@@ -29,28 +25,25 @@ def overrides(depth: int, s: dict) -> dict:
             "curriculum.dims_interval": max(1, s["steps"] // 12)}  # all 8 dims from half-way
 
 
-def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
-    t0 = time.time()
-    s = SCALES[scale]
-    folder = experiment_dir(NAME, scale, out)
-    runs, matches = [], {}
-    for depth in s["depths"]:
-        trained = lab.train("tiny-linreg", overrides(depth, s), out=folder / f"depth-{depth}", quiet=quiet)
-        runs.append(trained.path)
-        matches[depth] = match_algorithms(trained, n_prompts=s["n_eval"])
+def trainings(s: dict) -> list[Training]:
+    return [Training(f"depth-{depth}", "tiny-linreg", overrides(depth, s)) for depth in s["depths"]]
+
+
+@experiment(NAME, SCALES, trainings)
+def analyse(ctx):
+    s = ctx.s
+    matches = {depth: match_algorithms(ctx.runs[f"depth-{depth}"], n_prompts=s["n_eval"]) for depth in s["depths"]}
     best = {depth: m["best_family"] for depth, m in matches.items()}
     claims = []
     for depth in s["depths"]:
         if depth in PAPER_BEST:
             claims.append(claim(f"a {depth}-layer transformer best matches {PAPER_BEST[depth]} (by SPD)",
                                 PAPER_BEST[depth], best[depth], best[depth] == PAPER_BEST[depth]))
-    _figure(matches, folder / "figures" / "spd_by_depth.png")
+    _figure(matches, ctx.figures / "spd_by_depth.png")
     metrics = {"best_family": {str(k): v for k, v in best.items()},
                "spd": {str(k): {f: m["families"][f]["spd"] for f in m["families"]} for k, m in matches.items()},
                "best_settings": {str(k): {f: m["families"][f]["best"] for f in m["families"]} for k, m in matches.items()}}
-    res = result(NAME, scale, time.time() - t0, runs, claims, metrics)
-    save_result(folder, res)
-    return res
+    return claims, metrics
 
 
 def _figure(matches: dict, path):

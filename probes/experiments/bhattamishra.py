@@ -8,17 +8,14 @@ conjunctions and sparse parity.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-import lab
 from tasks.boolean import CLASSES
 
 from ..boolean_learners import accuracy
 from ..icl_curve import icl_curve
 from ..solvers import solve
-from .common import claim, experiment_dir, pyplot, result, save_figure, save_result
+from .common import Training, claim, experiment, pyplot, save_figure
 
 ARCHS = ("transformer", "lstm", "hyena")
 SCALES = {
@@ -40,10 +37,6 @@ def _overrides(s: dict, fn: str, arch: str, teaching: bool = False) -> dict:
             "model.max_len": 2 * s["n_points"]}
 
 
-def _train(s: dict, folder, name: str, overrides: dict, quiet: bool):
-    return lab.train(s["preset"], overrides, out=folder / name, quiet=quiet)
-
-
 def table_figure(table: dict, columns: list[str], path) -> None:
     """Accuracy at the last prefix, classes x learners, as an annotated heatmap."""
     plt = pyplot()
@@ -63,16 +56,18 @@ def table_figure(table: dict, columns: list[str], path) -> None:
     save_figure(fig, path)
 
 
-def run_table(scale: str = "quick", out=None, quiet: bool = False) -> dict:
-    t0 = time.time()
-    s = SCALES[scale]
-    folder = experiment_dir("bhattamishra-table", scale, out)
-    table, run_dirs, baseline_names = {}, [], []
+def table_trainings(s: dict) -> list[Training]:
+    return [Training(f"{fn}-{arch}", s["preset"], _overrides(s, fn, arch)) for fn in s["classes"] for arch in s["archs"]]
+
+
+@experiment("bhattamishra-table", SCALES, table_trainings)
+def analyse_table(ctx):
+    s = ctx.s
+    table, baseline_names = {}, []
     for fn in s["classes"]:
         row = {}
         for arch in s["archs"]:
-            trained = _train(s, folder, f"{fn}-{arch}", _overrides(s, fn, arch), quiet)
-            run_dirs.append(trained.path)
+            trained = ctx.runs[f"{fn}-{arch}"]
             curve = icl_curve(trained, n_prompts=s["n_eval"], n_boot=200)
             row[arch] = curve["curves"]["model"]["mean"][-1]
             if arch == s["archs"][0]:  # the baselines: the same prompts (same seed) for every architecture
@@ -85,7 +80,7 @@ def run_table(scale: str = "quick", out=None, quiet: bool = False) -> dict:
             row["per-prompt net"] = float(accuracy(solve("mlp", p), p.ys)[:, -1].mean())
         table[fn] = row
     columns = list(s["archs"]) + baseline_names + (["per-prompt net"] if "sparse_parity" in table else [])
-    table_figure(table, columns, folder / "figures" / "table.png")
+    table_figure(table, columns, ctx.figures / "table.png")
     claims = []
     for fn in NEAR_PERFECT:
         if fn in table:
@@ -106,10 +101,7 @@ def run_table(scale: str = "quick", out=None, quiet: bool = False) -> dict:
         worst = max(gaps, key=gaps.get)
         claims.append(claim("Hyena matches the Transformer except on nearest neighbour (gap <= 0.05)", 0.0,
                             round(gaps[worst], 4), gaps[worst] <= 0.05))
-    res = result("bhattamishra-table", scale, time.time() - t0, run_dirs, claims,
-                 {"table": table, "columns": columns, "n": s["n"], "n_points": s["n_points"]})
-    save_result(folder, res)
-    return res
+    return claims, {"table": table, "columns": columns, "n": s["n"], "n_points": s["n_points"]}
 
 
 def teaching_figure(curves: dict, path) -> None:
@@ -128,30 +120,33 @@ def teaching_figure(curves: dict, path) -> None:
     save_figure(fig, path)
 
 
-def run_teaching(scale: str = "quick", out=None, quiet: bool = False) -> dict:
-    t0 = time.time()
-    s = SCALES[scale]
-    folder = experiment_dir("teaching-sequences", scale, out)
-    curves, run_dirs, metrics = {}, [], {}
-    for fn in ("conjunction", "sparse_parity"):
-        n_points = max(s["n_points"], s["n"] + 8)  # room for the prefix (at most n + 2) and examples after it
-        curves[fn] = {}
-        for teaching in (False, True):
-            o = {**_overrides(s, fn, "transformer", teaching), "task.n_points": n_points,
-                 "model.max_len": 2 * n_points}
-            trained = _train(s, folder, f"{fn}-{'teaching' if teaching else 'random'}", o, quiet)
-            run_dirs.append(trained.path)
-            curves[fn][teaching] = icl_curve(trained, n_prompts=s["n_eval"], n_boot=200)
+TEACHING_CLASSES = ("conjunction", "sparse_parity")
+
+
+def teaching_trainings(s: dict) -> list[Training]:
+    n_points = max(s["n_points"], s["n"] + 8)  # room for the prefix (at most n + 2) and examples after it
+    return [Training(f"{fn}-{'teaching' if teaching else 'random'}", s["preset"],
+                     {**_overrides(s, fn, "transformer", teaching), "task.n_points": n_points,
+                      "model.max_len": 2 * n_points})
+            for fn in TEACHING_CLASSES for teaching in (False, True)]
+
+
+@experiment("teaching-sequences", SCALES, teaching_trainings)
+def analyse_teaching(ctx):
+    s = ctx.s
+    curves, metrics = {}, {}
+    for fn in TEACHING_CLASSES:
+        curves[fn] = {teaching: icl_curve(ctx.runs[f"{fn}-{'teaching' if teaching else 'random'}"],
+                                          n_prompts=s["n_eval"], n_boot=200) for teaching in (False, True)}
         start = s["n"] + 2  # every teaching prefix has ended here
         after = {t: float(np.mean(curves[fn][t]["curves"]["model"]["mean"][start:])) for t in (False, True)}
         metrics[fn] = {"model_accuracy_after_prefix": {"random": after[False], "teaching": after[True]},
                        "from_k": start}
-    teaching_figure(curves, folder / "figures" / "teaching.png")
-    claims = [claim(f"a teaching prefix makes {fn} learning more sample-efficient (Transformer accuracy after the "
-                    f"prefix, teaching vs random examples)", "higher with teaching",
-                    f"{m['model_accuracy_after_prefix']['teaching']:.3f} vs {m['model_accuracy_after_prefix']['random']:.3f}",
-                    m["model_accuracy_after_prefix"]["teaching"] > m["model_accuracy_after_prefix"]["random"])
-              for fn, m in metrics.items()]
-    res = result("teaching-sequences", scale, time.time() - t0, run_dirs, claims, metrics)
-    save_result(folder, res)
-    return res
+    teaching_figure(curves, ctx.figures / "teaching.png")
+    claims = []
+    for fn, m in metrics.items():
+        after = m["model_accuracy_after_prefix"]
+        gain = round(after["teaching"] - after["random"], 4)
+        claims.append(claim(f"a teaching prefix makes {fn} learning more sample-efficient (Transformer accuracy after "
+                            f"the prefix, teaching minus random examples, > 0)", "higher with teaching", gain, gain > 0))
+    return claims, metrics

@@ -1,17 +1,82 @@
-"""What every paper reproduction shares: its folder, claims computed from results, figures, the result JSON.
+"""What every paper reproduction shares: the registry, the trainings an experiment declares, the executor that runs
+them (lab/executor.py, on Ray: in parallel on every core, or on a cluster), claims computed from the finished runs,
+the result JSON, and claims over seeds.
+
+An experiment is data plus analysis: `@experiment(NAME, SCALES, trainings)` registers `analyse(ctx)`, where
+`trainings(s)` lists the Trainings of scale settings `s` and `analyse` turns the finished runs (`ctx.runs`, by
+training name) into (claims, metrics), writing its figures under `ctx.figures`.
 
 Result shape (DESIGN.md): {"name", "scale", "wall_s", "run_dirs", "claims": [{"claim", "paper", "ours",
-"passed"}], "metrics"}; written to <folder>/result.json.
+"passed"}], "metrics"}; written to <folder>/result.json. With --seeds N > 1 each claim adds "passed_seeds" (m of N),
+"seeds", "ours_mean", "ours_lo", "ours_hi" (90% bootstrap over seeds, numeric claims) and "ours_per_seed"; its
+"passed" is true only when it passed in every seed. The result adds "seeds" and "per_seed" (each seed's claims and
+metrics); "metrics" stays the first seed's.
 """
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from lab.runs import atomic_write_json, runs_root
+from lab.config import make_config
+from lab.executor import run_trials, trial
+from lab.runs import Run, atomic_write_json, runs_root
+from lab.stats import mean_interval
+from lab.trainer import TrainingDiverged
 
 from ..figures import pyplot, save_figure  # noqa: F401  (the experiments' figure helpers)
 
 SCALES = ("quick", "paper")
+
+
+@dataclass(frozen=True)
+class Training:
+    """One training an experiment needs: its run folder's name, a preset and overrides. `home` names another
+    experiment whose default folder holds it: a training two experiments share is trained once."""
+
+    name: str
+    preset: str
+    overrides: dict = field(default_factory=dict)
+    home: str | None = None
+
+
+@dataclass
+class Context:
+    """What an analysis gets: the scale's settings `s`, the experiment's folder, the finished runs by training
+    name, which seed replica this is (0 is the experiment as declared) and where its figures go."""
+
+    name: str
+    scale: str
+    s: dict
+    folder: Path
+    runs: dict[str, Run]
+    seed_index: int = 0
+    quiet: bool = False
+
+    @property
+    def figures(self) -> Path:
+        return self.folder / "figures" / (f"seed-{self.seed_index}" if self.seed_index else "")
+
+
+@dataclass
+class Experiment:
+    name: str
+    scales: dict
+    trainings: Callable[[dict], list[Training]]
+    analyse: Callable[[Context], tuple[list, dict]]
+    doc: str = ""
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def experiment(name: str, scales: dict, trainings: Callable[[dict], list[Training]] | None = None):
+    """Register `analyse(ctx) -> (claims, metrics)` as experiment `name`, with its scales and its trainings."""
+    def register(analyse):
+        EXPERIMENTS[name] = Experiment(name, scales, trainings or (lambda s: []), analyse, analyse.__doc__ or "")
+        return analyse
+    return register
 
 
 def experiment_dir(name: str, scale: str, out=None) -> Path:
@@ -33,11 +98,109 @@ def save_result(folder: Path, res: dict) -> None:
     atomic_write_json(Path(folder) / "result.json", res)
 
 
+def _seed_trials(exp: Experiment, scale: str, folder: Path, out, n_seeds: int) -> list:
+    """The experiment's trainings for seed replicas 0..n_seeds-1: replica k trains with train.seed + k * stride
+    (stride: the span of the seeds the experiment itself uses, so replicas never share a seed) in NAME-seedS."""
+    trainings = exp.trainings(exp.scales[scale])
+    names = [t.name for t in trainings]
+    if len(set(names)) != len(names):
+        raise ValueError(f"experiment {exp.name} declares two trainings with one name")  # pragma: no cover
+    base = {t.name: make_config(t.preset, t.overrides).train.seed for t in trainings}
+    stride = max(base.values()) - min(base.values()) + 1 if base else 1
+    trials = []
+    for k in range(n_seeds):
+        for t in trainings:
+            home = experiment_dir(t.home, scale) if t.home and out is None else folder
+            seed = base[t.name] + k * stride
+            trials.append(trial(home / (t.name if k == 0 else f"{t.name}-seed{seed}"), t.preset,
+                                {**t.overrides, "train.seed": seed}, group=t.name,
+                                label={"training": t.name, "seed_index": k}))
+    return trials
+
+
+def reproduce(name: str, scale: str = "quick", out=None, quiet: bool = False, seeds: int = 1,
+              address: str | None = None, cpus: int | None = None, threads: int = 1, pack: bool = True) -> dict:
+    """Run experiment `name` at `scale` ("quick": a CPU in minutes; "paper": the original setting) on `seeds` seed
+    replicas: its trainings all go to the executor at once (packed into ensembles where they differ only in seed),
+    then each replica's runs are analysed. A replica whose training failed is left out and reported."""
+    from . import get
+
+    exp = get(name)
+    if scale not in exp.scales:
+        raise ValueError(f"scale must be one of quick, paper; got {scale!r}")
+    if seeds < 1:
+        raise ValueError(f"--seeds must be an integer >= 1; got {seeds}")
+    t0 = time.time()
+    folder = experiment_dir(name, scale, out)
+    trials = _seed_trials(exp, scale, folder, out, seeds)
+    records = run_trials(trials, address=address, cpus=cpus, threads=threads, pack=pack, quiet=quiet,
+                         desc=f"{name} trainings") if trials else []
+    by_seed: dict[int, dict] = {k: {} for k in range(seeds)}
+    failed: dict[int, list[str]] = {}
+    for r in records:
+        k = r["label"]["seed_index"]
+        if r["status"] == "done":
+            by_seed[k][r["label"]["training"]] = Run(r["run_dir"])
+        else:
+            failed.setdefault(k, []).append(f"{r['run_dir']}: {r['status']}: {r['error']}")
+    if len(failed) == seeds:
+        raise TrainingDiverged(f"{name}: no seed finished its trainings; " + "; ".join(failed[0]))
+    per_seed = []
+    for k in range(seeds):
+        if k in failed:
+            continue
+        ctx = Context(name, scale, exp.scales[scale], folder, by_seed[k], k, quiet)
+        claims, metrics = exp.analyse(ctx)
+        per_seed.append({"seed_index": k, "run_dirs": [str(r.path) for r in ctx.runs.values()], "claims": claims,
+                         "metrics": metrics})
+    first = per_seed[0]
+    if seeds == 1:
+        res = result(name, scale, time.time() - t0, first["run_dirs"], first["claims"], first["metrics"])
+    else:
+        res = result(name, scale, time.time() - t0, [d for p in per_seed for d in p["run_dirs"]],
+                     claims_over_seeds([p["claims"] for p in per_seed], seeds), first["metrics"])
+        res.update(seeds=seeds, per_seed=per_seed,
+                   failed_seeds=[{"seed_index": k, "errors": e} for k, e in sorted(failed.items())])
+    save_result(folder, res)
+    return res
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def claims_over_seeds(claims_by_seed: list[list[dict]], n_seeds: int) -> list[dict]:
+    """Each claim over the seeds that finished: passed in m of N (N = n_seeds: a failed seed counts as a miss),
+    its number's mean and 90% bootstrap interval where it is a number."""
+    out = []
+    for i, c in enumerate(claims_by_seed[0]):
+        same = [cs[i] for cs in claims_by_seed if i < len(cs) and cs[i]["claim"] == c["claim"]]
+        values = [x["ours"] for x in same]
+        passed = sum(x["passed"] for x in same)
+        row = {**c, "passed": passed == n_seeds, "passed_seeds": passed, "seeds": n_seeds,
+               "ours_per_seed": values}
+        if all(_number(v) for v in values):
+            stats = mean_interval(values)
+            row.update(ours=stats["mean"], ours_mean=stats["mean"], ours_lo=stats["lo"], ours_hi=stats["hi"])
+        else:
+            row.update(ours=" | ".join(map(str, values)), ours_mean=None, ours_lo=None, ours_hi=None)
+        out.append(row)
+    return out
+
+
 def format_claims(res: dict) -> str:
-    lines = [f"{res['name']} ({res['scale']}), {res['wall_s']:.0f} s"]
+    lines = [f"{res['name']} ({res['scale']}), {res['wall_s']:.0f} s" +
+             (f", {res['seeds']} seeds" if res.get("seeds") else "")]
     for c in res["claims"]:
         mark = "PASS" if c["passed"] else "MISS"
-        lines.append(f"  [{mark}] {c['claim']}: paper {_fmt(c['paper'])}, ours {_fmt(c['ours'])}")
+        if "passed_seeds" in c:
+            band = f" [{_fmt(c['ours_lo'])}, {_fmt(c['ours_hi'])}]" if c["ours_mean"] is not None else ""
+            lines.append(f"  [{c['passed_seeds']}/{c['seeds']}] {c['claim']}: paper {_fmt(c['paper'])}, ours "
+                         f"{_fmt(c['ours'])}{band}")
+        else:
+            lines.append(f"  [{mark}] {c['claim']}: paper {_fmt(c['paper'])}, ours {_fmt(c['ours'])}")
+    for f in res.get("failed_seeds", []):
+        lines.append(f"  seed replica {f['seed_index']} failed: {'; '.join(f['errors'])}")
     return "\n".join(lines)
 
 

@@ -4,27 +4,21 @@ as fu-newton, trained and tested on x ~ N(0, Sigma) with a two-level spectrum, k
 """
 from __future__ import annotations
 
-import time
-
 from ..inspect import GD_STEPS
-from .common import claim, result, save_result
-from .fu_newton import train_and_read_out
+from .common import claim, experiment
+from .fu_newton import READOUT_METRICS, SCALES, read_out, training
 
 NAME = "fu-illcond"
 GD_STEPS_LONG = sorted(set(GD_STEPS) | {7000, 10_000, 14_000, 20_000})
+TASK = {"task.x_cov": "ill_conditioned", "task.kappa": 100.0}
 
 
-def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
-    t0 = time.time()
-    task = {"task.x_cov": "ill_conditioned", "task.kappa": 100.0}
-    folder, trained, r = train_and_read_out(NAME, scale, out, quiet, task, gd_steps=GD_STEPS_LONG)
+@experiment(NAME, SCALES, lambda s: training(s, TASK))
+def analyse(ctx):
+    r = read_out(ctx, gd_steps=GD_STEPS_LONG)
     newton_last, gd_last = r["best_newton"][-1], r["best_gd"][-1]
     claims = [
         claim("the last layer still matches few Newton iterations (<= 30)", 21, newton_last, newton_last <= 30),
         claim("while GD needs far more steps (>= 20x the Newton iterations)", 2000, gd_last, gd_last >= 20 * newton_last),
     ]
-    res = result(NAME, scale, time.time() - t0, [trained.path], claims,
-                 {k: r[k] for k in ("best_newton", "best_gd", "newton_slope_per_layer", "best_newton_similarity",
-                                    "best_gd_similarity", "final_model_similarity")})
-    save_result(folder, res)
-    return res
+    return claims, {k: r[k] for k in READOUT_METRICS}

@@ -7,15 +7,11 @@ more like Newton's (0.991) than GD's (0.957). REFERENCES.md section 4.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
-
-import lab
 
 from ..inspect import GD_STEPS, NEWTON_STEPS, layer_iterations
 from ..figures import layer_iteration_heatmaps
-from .common import claim, experiment_dir, result, save_result
+from .common import Training, claim, experiment
 
 NAME = "fu-newton"
 PAPER = {"newton_last": 21, "gd_last": 1250, "sim_newton": 0.991, "sim_gd": 0.957}
@@ -29,15 +25,22 @@ SCALES = {"quick": {"preset": "tiny-linreg", "overrides": {
                                                            "train.steps": 5}, "n_train": 100, "n_test": 50}}
 
 
-def train_and_read_out(name: str, scale: str, out, quiet: bool, task_overrides: dict, gd_steps=GD_STEPS):
-    """Train the scale's model (with task overrides) and match every layer's read-out; returns (run, readout)."""
-    s = SCALES[scale]
-    folder = experiment_dir(name, scale, out)
-    trained = lab.train(s["preset"], {**s["overrides"], **task_overrides}, out=folder / "train", quiet=quiet)
-    res = layer_iterations(trained, n_train=s["n_train"], n_test=s["n_test"], newton_steps=NEWTON_STEPS,
+def training(s: dict, task_overrides: dict | None = None) -> list[Training]:
+    """The scale's model, with task overrides."""
+    return [Training("train", s["preset"], {**s["overrides"], **(task_overrides or {})})]
+
+
+def read_out(ctx, gd_steps=GD_STEPS) -> dict:
+    """Match every layer's read-out of the trained model to Newton iterations and GD steps, with the figure."""
+    s = ctx.s
+    res = layer_iterations(ctx.runs["train"], n_train=s["n_train"], n_test=s["n_test"], newton_steps=NEWTON_STEPS,
                            gd_steps=gd_steps)
-    layer_iteration_heatmaps(res, folder / "figures" / "layer_iterations.png", title=name)
-    return folder, trained, res
+    layer_iteration_heatmaps(res, ctx.figures / "layer_iterations.png", title=ctx.name)
+    return res
+
+
+READOUT_METRICS = ("best_newton", "best_gd", "newton_slope_per_layer", "best_newton_similarity", "best_gd_similarity",
+                   "final_model_similarity")
 
 
 def growth(counts: list) -> float:
@@ -45,9 +48,9 @@ def growth(counts: list) -> float:
     return counts[-1] / max(counts[1], 1)
 
 
-def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
-    t0 = time.time()
-    folder, trained, r = train_and_read_out(NAME, scale, out, quiet, {})
+@experiment(NAME, SCALES, training)
+def analyse(ctx):
+    r = read_out(ctx)
     newton, gd, sim = r["best_newton"], r["best_gd"], r["final_model_similarity"]
     rank = float(np.corrcoef(np.arange(len(newton) - 1), newton[1:])[0, 1]) if len(set(newton[1:])) > 1 else 0.0
     claims = [
@@ -61,8 +64,4 @@ def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
               f"Newton {PAPER['sim_newton']} vs GD {PAPER['sim_gd']}",
               f"Newton {sim['newton']:.3f} vs GD {sim['gd']:.3f}", sim["newton"] > sim["gd"]),
     ]
-    res = result(NAME, scale, time.time() - t0, [trained.path], claims,
-                 {k: r[k] for k in ("best_newton", "best_gd", "newton_slope_per_layer", "best_newton_similarity",
-                                    "best_gd_similarity", "final_model_similarity")})
-    save_result(folder, res)
-    return res
+    return claims, {k: r[k] for k in READOUT_METRICS}

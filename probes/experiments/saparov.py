@@ -8,15 +8,11 @@ its untrained initialisation, and one prompt's attention trace.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
-
-import lab
 
 from ..figures import lookahead_figure
 from ..search import accuracy_on, held_out_task, mechanism, reach_probe, search_curve
-from .common import claim, experiment_dir, pyplot, result, save_figure, save_result
+from .common import Training, claim, experiment, pyplot, save_figure
 
 SCALES = {
     "quick": {"n_vertices": 8, "n_layers": 5, "d_model": 64, "steps": 10_000, "batch_size": 32, "lr": 1e-3,
@@ -39,25 +35,18 @@ def _overrides(s: dict, n_vertices: int, distribution: str, steps: int, seed: in
             **({"curriculum.lookahead_start": -1} if distribution == "naive" else {})}
 
 
-def _train_balanced(s: dict, scale: str, quiet: bool):
-    """The balanced-trained model of saparov-distributions (shared with saparov-mechanism: trained once)."""
-    folder = experiment_dir("saparov-distributions", scale)
-    return lab.train("graph-search", _overrides(s, s["n_vertices"], "balanced", s["steps"]),
-                     out=folder / "balanced", quiet=quiet)
+def distribution_trainings(s: dict) -> list[Training]:
+    return [Training(dist, "graph-search", _overrides(s, s["n_vertices"], dist, s["steps"]))
+            for dist in ("naive", "balanced")]
 
 
-def run_distributions(scale: str = "quick", out=None, quiet: bool = False) -> dict:
-    t0 = time.time()
-    s = SCALES[scale]
-    folder = experiment_dir("saparov-distributions", scale, out)
-    curves, runs = {}, {}
-    for dist in ("naive", "balanced"):
-        runs[dist] = lab.train("graph-search", _overrides(s, s["n_vertices"], dist, s["steps"]), out=folder / dist,
-                               quiet=quiet)
-        curves[dist] = search_curve(runs[dist].model, runs[dist].task, s["n_eval"])
+@experiment("saparov-distributions", SCALES, distribution_trainings)
+def analyse_distributions(ctx):
+    s, runs = ctx.s, ctx.runs
+    curves = {dist: search_curve(runs[dist].model, runs[dist].task, s["n_eval"]) for dist in ("naive", "balanced")}
     save_figure(lookahead_figure({f"trained on {d}": c for d, c in curves.items()},
                                  f"held-out balanced graphs, {s['n_vertices']} vertices"),
-                folder / "figures" / "lookahead.png")
+                ctx.figures / "lookahead.png")
     acc = {d: dict(zip(c["k"], c["curves"]["model"]["mean"])) for d, c in curves.items()}
     top = max(curves["balanced"]["k"])
     hard = [L for L in curves["balanced"]["k"] if L >= max(1, top - 1)]  # the two largest lookaheads
@@ -76,9 +65,7 @@ def run_distributions(scale: str = "quick", out=None, quiet: bool = False) -> di
                "curves": curves, "n_vertices": s["n_vertices"],
                "accuracy_by_distribution": {d: {t: c["distributions"][t]["mean"] for t in c["distributions"]}
                                             for d, c in curves.items()}}
-    res = result("saparov-distributions", scale, time.time() - t0, [r.path for r in runs.values()], claims, metrics)
-    save_result(folder, res)
-    return res
+    return claims, metrics
 
 
 def scaling_figure(sizes, accs: dict, learned: list, path) -> None:
@@ -96,39 +83,42 @@ def scaling_figure(sizes, accs: dict, learned: list, path) -> None:
     save_figure(fig, path)
 
 
-def run_scaling(scale: str = "quick", out=None, quiet: bool = False) -> dict:
-    t0 = time.time()
-    s = SCALES[scale]
-    folder = experiment_dir("saparov-scaling", scale, out)
-    accs, run_dirs = {seed: [] for seed in s["seeds"]}, []
+def scaling_trainings(s: dict) -> list[Training]:
+    return [Training(f"n{n}-seed{seed}", "graph-search", _overrides(s, n, "balanced", s["scaling_steps"], seed))
+            for n in s["sizes"] for seed in s["seeds"]]
+
+
+@experiment("saparov-scaling", SCALES, scaling_trainings)
+def analyse_scaling(ctx):
+    s = ctx.s
+    accs = {seed: [] for seed in s["seeds"]}
     for n in s["sizes"]:
         for seed in s["seeds"]:
-            run = lab.train("graph-search", _overrides(s, n, "balanced", s["scaling_steps"], seed),
-                            out=folder / f"n{n}-seed{seed}", quiet=quiet)
-            run_dirs.append(run.path)
+            run = ctx.runs[f"n{n}-seed{seed}"]
             accs[seed].append(accuracy_on(run.model, held_out_task(run.task), s["n_eval"])["mean"])
     learned = [float(np.mean([accs[seed][i] >= LEARNED for seed in s["seeds"]])) for i in range(len(s["sizes"]))]
     mean_acc = [float(np.mean([accs[seed][i] for seed in s["seeds"]])) for i in range(len(s["sizes"]))]
-    scaling_figure(list(s["sizes"]), accs, learned, folder / "figures" / "scaling.png")
+    scaling_figure(list(s["sizes"]), accs, learned, ctx.figures / "scaling.png")
     claims = [claim("the share of seeds that learn falls as the graph grows (largest size < smallest size)",
                     "falls towards 0", f"{learned[0]:.2f} -> {learned[-1]:.2f}", learned[-1] < learned[0]),
               claim("mean accuracy falls as the graph grows (largest size < smallest size)", "falls",
                     f"{mean_acc[0]:.3f} -> {mean_acc[-1]:.3f}", mean_acc[-1] < mean_acc[0])]
     metrics = {"sizes": list(s["sizes"]), "accuracy": {str(k): v for k, v in accs.items()}, "learned_share": learned,
                "mean_accuracy": mean_acc, "steps": s["scaling_steps"]}
-    res = result("saparov-scaling", scale, time.time() - t0, run_dirs, claims, metrics)
-    save_result(folder, res)
-    return res
+    return claims, metrics
 
 
-def run_mechanism(scale: str = "quick", out=None, quiet: bool = False) -> dict:
-    t0 = time.time()
-    s = SCALES[scale]
-    folder = experiment_dir("saparov-mechanism", scale, out)
-    run = _train_balanced(s, scale, quiet) if out is None else lab.train(
-        "graph-search", _overrides(s, s["n_vertices"], "balanced", s["steps"]), out=folder / "balanced", quiet=quiet)
+def mechanism_trainings(s: dict) -> list[Training]:
+    """saparov-distributions' balanced-trained model, in that experiment's folder (trained once for both)."""
+    return [Training("balanced", "graph-search", _overrides(s, s["n_vertices"], "balanced", s["steps"]),
+                     home="saparov-distributions")]
+
+
+@experiment("saparov-mechanism", SCALES, mechanism_trainings)
+def analyse_mechanism(ctx):
+    s, run = ctx.s, ctx.runs["balanced"]
     n_test = max(50, s["probe_prompts"] // 2)
-    found = mechanism(run, s["probe_prompts"], n_test, folder / "figures")
+    found = mechanism(run, s["probe_prompts"], n_test, ctx.figures)
     reach, control, trace = found["reach"], found["control"], found["trace"]
     r, last = reach["reach"], len(reach["reach"]) - 1
     grows = r[last] > r[1] and all(b >= a for a, b in zip(r[1:], r[2:]))
@@ -148,6 +138,4 @@ def run_mechanism(scale: str = "quick", out=None, quiet: bool = False) -> dict:
     metrics = {"reach": reach, "control": control, "ancestors_at_target": ancestors, "trace_entries_per_layer":
                [len(lay["entries"]) for lay in trace["layers"]], "accuracy": accuracy_on(
                    run.model, held_out_task(run.task), s["n_eval"])["mean"]}
-    res = result("saparov-mechanism", scale, time.time() - t0, [run.path], claims, metrics)
-    save_result(folder, res)
-    return res
+    return claims, metrics

@@ -5,15 +5,13 @@ training; a sweep of the ratio gives the final attention entropy against it.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from tasks.scan_snap import ScanSnap
 
 from ..dynamics import summarize, train_dynamics
 from ..figures import scan_snap_figure
-from .common import claim, experiment_dir, result, save_figure, save_result
+from .common import claim, experiment, save_figure
 
 NAME = "scan-and-snap"
 SCALES = {
@@ -27,13 +25,15 @@ SCALES = {
 COLLAPSE = 0.9  # attention "collapses" when one token id holds this much of it
 
 
-def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
-    t0 = time.time()
-    s = SCALES[scale]
-    folder = experiment_dir(NAME, scale, out)
+@experiment(NAME, SCALES)
+def analyse(ctx):
+    """The one-layer model of Tian et al. trains here, in probes/dynamics.py (SGD on Y and Z with their own
+    learning rates), not as lab runs: the executor has no trainings to run for it. Seed replica k draws its
+    batches from seed k."""
+    s = ctx.s
     task = ScanSnap(**s["task"])
-    sweep = {r: train_dynamics(task, r * s["lr_attention"], s["lr_attention"], s["steps"], s["batch"])
-             for r in s["ratios"]}
+    sweep = {r: train_dynamics(task, r * s["lr_attention"], s["lr_attention"], s["steps"], s["batch"],
+                               seed=ctx.seed_index) for r in s["ratios"]}
     summaries = {r: summarize(d) for r, d in sweep.items()}
     base = summaries[s["base_ratio"]]
     common, distinct, peaks = base["common_mass"], base["distinct_mass"], base["distinct_peak_steps"]
@@ -60,10 +60,8 @@ def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
                "final_loss": {str(r): m["final_loss"] for r, m in summaries.items()},
                # how much attention still moves late: the entropy drop over the second half of training
                "entropy_drop_second_half": {str(r): _late_drop(m) for r, m in summaries.items()}}
-    save_figure(scan_snap_figure(metrics), folder / "figures" / "scan_snap.png")
-    res = result(NAME, scale, time.time() - t0, [], claims, metrics)
-    save_result(folder, res)
-    return res
+    save_figure(scan_snap_figure(metrics), ctx.figures / "scan_snap.png")
+    return claims, metrics
 
 
 def _late_drop(m: dict) -> float:

@@ -8,8 +8,6 @@ dimension d vary.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from tasks.token_selection import TokenSelection
@@ -17,7 +15,7 @@ from tasks.token_selection import TokenSelection
 from ..attention_gd import LR, PLAIN_LR, compare_with_svm
 from ..figures import svm_convergence_figure, svm_rank_figure
 from ..svm import InfeasibleSelection, att_svm
-from .common import claim, experiment_dir, result, save_figure, save_result
+from .common import claim, experiment, save_figure
 
 SCALES = {
     "quick": {"n": 6, "T": 8, "d": 10, "n_seeds": 100, "steps": 2000, "rank_seeds": 10,
@@ -31,11 +29,15 @@ PAPER_CORR = {100: 0.76, 500: 0.984, 1000: 0.996, 2000: 0.997}  # W, normalised 
 CURVE_EVERY = 5  # steps between recorded curve points in the JSON
 
 
-def run_convergence(scale: str = "quick", out=None, quiet: bool = False) -> dict:
-    t0 = time.time()
-    s = SCALES[scale]
-    folder = experiment_dir("svm-convergence", scale, out)
-    P = TokenSelection(s["n"], s["T"], s["d"]).sample(range(s["n_seeds"]))
+def _seeds(ctx, n: int) -> range:
+    """Problem seeds of seed replica k: the next n after replica k - 1's."""
+    return range(ctx.seed_index * n, (ctx.seed_index + 1) * n)
+
+
+@experiment("svm-convergence", SCALES)
+def analyse_convergence(ctx):
+    s = ctx.s
+    P = TokenSelection(s["n"], s["T"], s["d"]).sample(_seeds(ctx, s["n_seeds"]))
     runs = {"W": compare_with_svm(P, "W", steps=s["steps"], lr=LR),
             "KQ": compare_with_svm(P, "KQ", steps=s["steps"], lr=LR),
             "W plain GD": compare_with_svm(P, "W", norms=("fro",), steps=s["steps"], lr=PLAIN_LR, normalized=False)}
@@ -46,7 +48,7 @@ def run_convergence(scale: str = "quick", out=None, quiet: bool = False) -> dict
     kq_fro = _mean(runs["KQ"].trajectory.corr["fro"][-1])
     optimality = {name: _optimality(c.solutions[own[name]]) for name, c in runs.items()}
     save_figure(svm_convergence_figure(curves, PAPER_CORR, f"n = {s['n']}, T = {s['T']}, d = {s['d']}, "
-                                       f"{s['n_seeds']} problems"), folder / "figures" / "convergence.png")
+                                       f"{s['n_seeds']} problems"), ctx.figures / "convergence.png")
 
     final = at["W"][str(s["steps"])]
     claims = [claim(f"normalised GD on W: mean corr with the Frobenius Att-SVM after {s['steps']} steps >= 0.99",
@@ -70,19 +72,16 @@ def run_convergence(scale: str = "quick", out=None, quiet: bool = False) -> dict
                "kq_corr_with_frobenius": kq_fro, "optimality": optimality,
                "svm_rank": {name: _mean([sol.rank for sol in c.solutions[own[name]] if sol]) for name, c in runs.items()},
                "curves": curves}
-    res = result("svm-convergence", scale, time.time() - t0, [], claims, metrics)
-    save_result(folder, res)
-    return res
+    return claims, metrics
 
 
-def run_rank(scale: str = "quick", out=None, quiet: bool = False) -> dict:
-    t0 = time.time()
-    s = SCALES[scale]
-    folder = experiment_dir("svm-rank", scale, out)
-    seeds = range(s["rank_seeds"])
+@experiment("svm-rank", SCALES)
+def analyse_rank(ctx):
+    s = ctx.s
+    seeds = _seeds(ctx, s["rank_seeds"])
     by_n = {n: _ranks(TokenSelection(n, s["T"], s["d"]).sample(seeds)) for n in s["rank_n"]}
     by_d = {d: _ranks(TokenSelection(s["n"], s["T"], d).sample(seeds)) for d in s["rank_d"]}
-    save_figure(svm_rank_figure(by_n, by_d, s), folder / "figures" / "rank.png")
+    save_figure(svm_rank_figure(by_n, by_d, s), ctx.figures / "rank.png")
     rows = [r for table in (by_n, by_d) for r in table.values()]
     fro_le_n = all(r["fro_max"] <= n for n, r in by_n.items() if r["fro_max"] is not None)
     lower = [r["nuclear_mean"] < r["fro_mean"] for n, r in by_n.items() if n >= 2 and r["feasible"]]
@@ -95,9 +94,7 @@ def run_rank(scale: str = "quick", out=None, quiet: bool = False) -> dict:
     metrics = {"T": s["T"], "d": s["d"], "n": s["n"], "seeds": s["rank_seeds"],
                "by_n": {str(k): v for k, v in by_n.items()}, "by_d": {str(k): v for k, v in by_d.items()},
                "infeasible": sum(r["infeasible"] for r in rows)}
-    res = result("svm-rank", scale, time.time() - t0, [], claims, metrics)
-    save_result(folder, res)
-    return res
+    return claims, metrics
 
 
 def _ranks(P) -> dict:

@@ -6,12 +6,8 @@ its W_KQ = W_K^T W_Q and W_PV = W_O W_V equal the construction (Prop. 1) up to t
 """
 from __future__ import annotations
 
-import time
-
-import lab
-
 from ..constructions import gd_layer_weights, kq_pv, kq_pv_products
-from .common import claim, experiment_dir, result, save_result
+from .common import Training, claim, experiment
 from .lsa import (EVAL_SEED, cosine, line_search_grid, products_figure, projection_scale, query_losses,
                   sensitivity_alignment)
 
@@ -21,12 +17,13 @@ SCALES = {"quick": {"steps": 2000, "batch_size": 2048, "n_eval": 10_000},
           "smoke": {"steps": 10, "batch_size": 64, "n_eval": 200}}  # tests only
 
 
-def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
-    t0 = time.time()
-    s = SCALES[scale]
-    folder = experiment_dir(NAME, scale, out)
-    trained = lab.train("vo-lsa-1layer", {"train.steps": s["steps"], "train.batch_size": s["batch_size"]},
-                        out=folder / "train", quiet=quiet)
+def trainings(s: dict) -> list[Training]:
+    return [Training("train", "vo-lsa-1layer", {"train.steps": s["steps"], "train.batch_size": s["batch_size"]})]
+
+
+@experiment(NAME, SCALES, trainings)
+def analyse(ctx):
+    s, trained = ctx.s, ctx.runs["train"]
     d = trained.task.d
     n_context = trained.config.task.n_points - 1
     p = trained.task.sample(s["n_eval"], n_context + 1, seed=EVAL_SEED)
@@ -39,7 +36,7 @@ def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
     a, b = projection_scale(kq, kq_ref), projection_scale(pv, pv_ref)
     products = {"kq_cosine": cosine(kq, kq_ref), "pv_cosine": cosine(pv, pv_ref), "kq_scale": a, "pv_scale": b,
                 "learned_lr": a * b * eta}
-    products_figure(kq, pv, kq_ref, pv_ref, folder / "figures" / "kq_pv.png", "one GD step")
+    products_figure(kq, pv, kq_ref, pv_ref, ctx.figures / "kq_pv.png", "one GD step")
 
     claims = [
         claim("1-layer LSA query loss reaches the line-searched 1-step GD loss (half-MSE; passes within 2%)",
@@ -50,7 +47,4 @@ def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
         claim("W_PV equals the construction up to scale (cosine >= 0.99)", 1.0, products["pv_cosine"],
               products["pv_cosine"] >= 0.99),
     ]
-    res = result(NAME, scale, time.time() - t0, [trained.path], claims,
-                 {"losses": losses, "sensitivity": sens, "products": products, "paper_gd1_lr": 6.1})
-    save_result(folder, res)
-    return res
+    return claims, {"losses": losses, "sensitivity": sens, "products": products, "paper_gd1_lr": 6.1}

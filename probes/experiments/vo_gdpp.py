@@ -7,16 +7,13 @@ with gamma about 0.18 (paper: 0.179).
 from __future__ import annotations
 
 import itertools
-import time
 
 import numpy as np
 import torch
 
-import lab
-
 from ..constructions import gd_layer_weights, kq_pv, kq_pv_products
 from ..solvers import solve
-from .common import claim, experiment_dir, result, save_result
+from .common import Training, claim, experiment
 from .lsa import EVAL_SEED, half_mse, line_search_grid, products_figure, query_losses, sensitivity_alignment
 
 NAME = "vo-gdpp"
@@ -44,12 +41,14 @@ def learned_gamma_and_lr(kq: torch.Tensor, pv: torch.Tensor, n_context: int) -> 
     return {"gamma": a * g, "lr": a * c * n_context, "kq_offdiag_rel": (off.norm() / kq.norm()).item()}
 
 
-def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
-    t0 = time.time()
-    s = SCALES[scale]
-    folder = experiment_dir(NAME, scale, out)
-    trained = lab.train("vo-lsa-1layer", {"model.n_layers": 2, "model.tied": True, "train.steps": s["steps"],
-                                          "train.batch_size": s["batch_size"]}, out=folder / "train", quiet=quiet)
+def trainings(s: dict) -> list[Training]:
+    return [Training("train", "vo-lsa-1layer", {"model.n_layers": 2, "model.tied": True, "train.steps": s["steps"],
+                                                "train.batch_size": s["batch_size"]})]
+
+
+@experiment(NAME, SCALES, trainings)
+def analyse(ctx):
+    s, trained = ctx.s, ctx.runs["train"]
     n_context = trained.config.task.n_points - 1
     p = trained.task.sample(s["n_eval"], n_context + 1, seed=EVAL_SEED)
     search = type(p)(p.xs[: s["n_search"]], p.ys[: s["n_search"]], {})
@@ -60,7 +59,7 @@ def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
     kq, pv = kq_pv_products(trained.model)
     learned = learned_gamma_and_lr(kq, pv, n_context)
     products_figure(kq, pv, *kq_pv(**gd_layer_weights(trained.task.d, n_context, lr_pp, gamma_pp)),
-                    folder / "figures" / "kq_pv.png", f"GD++ (gamma {gamma_pp:.2f})")
+                    ctx.figures / "kq_pv.png", f"GD++ (gamma {gamma_pp:.2f})")
     sens = sensitivity_alignment(trained, p, "gdpp", steps=2, lr=lr_pp, gamma=gamma_pp)
 
     claims = [
@@ -71,7 +70,4 @@ def run(scale: str = "quick", out=None, quiet: bool = False) -> dict:
         claim("learned gamma (passes within 25%)", 0.179, learned["gamma"], abs(learned["gamma"] - 0.179) <= 0.045),
         claim("sensitivity cosine to GD++ >= 0.99", 0.99, sens["cosine"], sens["cosine"] >= 0.99),
     ]
-    res = result(NAME, scale, time.time() - t0, [trained.path], claims,
-                 {"losses": losses, "learned": learned, "sensitivity": sens})
-    save_result(folder, res)
-    return res
+    return claims, {"losses": losses, "learned": learned, "sensitivity": sens}

@@ -19,7 +19,7 @@ FIGURES = {"vo-1layer": "kq_pv.png", "vo-gdpp": "kq_pv.png", "akyurek-depth": "s
 
 
 @pytest.mark.parametrize("name", experiments.names())
-def test_experiment_result_shape_and_files(tmp_path, name):
+def test_experiment_result_shape_and_files(tmp_path, name, ray_session):
     res = experiments.reproduce(name, "smoke", out=tmp_path / name, quiet=True)
     assert set(res) == {"name", "scale", "wall_s", "run_dirs", "claims", "metrics"}
     assert res["name"] == name and res["scale"] == "smoke" and res["wall_s"] > 0 and res["claims"]
