@@ -196,7 +196,8 @@ def ray_cluster(address: str | None = None, cpus: int | None = None, gpus: int |
         _check_reachable(address)
         ray.init(address=address, **({} if address.startswith("ray://") else quiet))
     else:
-        ray.init(num_cpus=cpus or os.cpu_count() or 1, num_gpus=_local_gpus() if gpus is None else gpus, **quiet)
+        ray.init(address="local", num_cpus=cpus or os.cpu_count() or 1,  # "local": always a new cluster
+                 num_gpus=_local_gpus() if gpus is None else gpus, **quiet)
     try:
         yield ray
     finally:

@@ -154,7 +154,7 @@ def spec_from_dict(data: dict, name: str = "") -> SweepSpec:
         _need(isinstance(v, list) and v != [], f"grid.{k}", "a non-empty list of values", v)
     random = dict(data.get("random", {}))
     draws, draw_seed = random.pop("draws", 0 if not random else None), random.pop("seed", 0)
-    random = _flatten(random, stop=_is_distribution)
+    random = _flatten(random, stop=lambda v: not all(isinstance(x, dict) for x in v.values()))  # at {kind: args}
     for k, v in random.items():
         _check_distribution(k, v)
     _need(not random or (isinstance(draws, int) and draws >= 1), "random.draws", "an integer >= 1", draws)
