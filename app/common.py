@@ -48,10 +48,16 @@ def sidebar() -> tuple[list[lab.Run], list[tuple[Path, str]]]:
     Returns what `lab.runs.scan_runs` found."""
     with st.sidebar:
         runs, problems = scan_runs()
-        names = [r.path.name for r in runs]
+        current = st.session_state.get("run_path")
+        if current is not None and current not in [r.path for r in runs]:  # a sweep's trial, opened on Sweeps
+            try:
+                runs.append(lab.load_run(current))
+            except (OSError, RunFileError):
+                pass
+        names = [_display_name(r.path) for r in runs]
         if names:
-            current = st.session_state.get("run_path")
-            index = names.index(current.name) if current is not None and current.name in names else len(names) - 1
+            index = names.index(_display_name(current)) if current is not None and _display_name(current) in names \
+                else len(names) - 1
             choice = st.selectbox("Run", names, index=index, key="run_picker")
             chosen = runs[names.index(choice)]
             st.session_state["run_path"] = chosen.path
@@ -66,6 +72,15 @@ def sidebar() -> tuple[list[lab.Run], list[tuple[Path, str]]]:
         for path, problem in problems:
             st.caption(f"Skipped {path.name}: {problem}")
     return runs, problems
+
+
+def _display_name(path: Path) -> str:
+    """A run's name in the picker: its folder name, or its path under the run store for a nested one (a trial)."""
+    path, root = Path(path).absolute(), runs_root().absolute()
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def selected_path() -> Path | None:

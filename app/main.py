@@ -14,5 +14,6 @@ PAGES = [st.Page(HERE / "views" / "runs.py", title="Runs", url_path="runs", defa
          st.Page(HERE / "views" / "boolean.py", title="Boolean functions", url_path="boolean"),
          st.Page(HERE / "views" / "graph_search.py", title="Graph search", url_path="graph_search"),
          st.Page(HERE / "views" / "attention_svm.py", title="Attention as an SVM", url_path="attention_svm"),
+         st.Page(HERE / "views" / "sweeps.py", title="Sweeps", url_path="sweeps"),
          st.Page(HERE / "views" / "tour.py", title="Tour", url_path="tour")]
 st.navigation(PAGES).run()

@@ -322,58 +322,23 @@ def _row(record: dict) -> dict:
             "metrics": record["metrics"], "wall_s": record["wall_s"], "packed_in": record["packed_in"]}
 
 
-def summarize(spec: SweepSpec, rows: list[dict]) -> list[dict]:
+def summarize(metrics: list[str], rows: list[dict]) -> list[dict]:
     """Per setting: its seeds, how many trials finished or failed, and each metric's mean and 90% interval."""
     settings: dict[str, dict] = {}
     for row in rows:
         key = json.dumps(row["overrides"], sort_keys=True)
         s = settings.setdefault(key, {"overrides": row["overrides"], "seeds": [], "done": 0, "failed": 0,
-                                      "values": {m: [] for m in spec.metrics}})
+                                      "values": {m: [] for m in metrics}})
         s["seeds"].append(row["seed"])
         if row["status"] == "done" and row["metrics"]:
             s["done"] += 1
-            for m in spec.metrics:
+            for m in metrics:
                 s["values"][m].append(row["metrics"].get(m))
         elif row["status"] not in ("pending", "done"):
             s["failed"] += 1
     return [{**{k: v for k, v in s.items() if k != "values"},
              "metrics": {m: {**mean_interval(vals), "values": vals} for m, vals in s["values"].items()}}
             for s in settings.values()]
-
-
-def sweep_figure(spec: SweepSpec, settings: list[dict], metric: str, path: Path) -> None:
-    """The metric against each swept key (one panel per key, one line per value of the other keys), the seeds'
-    90% bootstrap interval as a band."""
-    from probes.figures import pyplot, save_figure  # matplotlib's headless set-up, shared with probes
-
-    keys = spec.swept_keys() or ["seed"]
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.5), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        lines: dict[str, list] = {}
-        for s in settings:
-            rest = {k: v for k, v in s["overrides"].items() if k != key}
-            stats = s["metrics"][metric]
-            if stats["mean"] is not None:
-                lines.setdefault(json.dumps(rest), []).append((s["overrides"].get(key, 0), stats))
-        for i, (rest, points) in enumerate(sorted(lines.items())):
-            points.sort(key=lambda p: (isinstance(p[0], str), p[0]))
-            xs = [str(p[0]) if isinstance(p[0], str) else p[0] for p in points]
-            mean = [p[1]["mean"] for p in points]
-            label = ", ".join(f"{k}={v}" for k, v in json.loads(rest).items()) or None
-            ax.plot(xs, mean, "o-", color=f"C{i % 10}", label=label, lw=1.5)
-            ax.fill_between(xs, [p[1]["lo"] for p in points], [p[1]["hi"] for p in points], color=f"C{i % 10}",
-                            alpha=0.2)
-        numeric = all(isinstance(s["overrides"].get(key), (int, float)) for s in settings)
-        if numeric and key.endswith("lr") and min(s["overrides"][key] for s in settings) > 0:
-            ax.set_xscale("log")
-        ax.set(xlabel=key, ylabel=metric)
-        if len(lines) > 1:
-            ax.legend(fontsize=7)
-    fig.suptitle(f"sweep {spec.name}: mean over seeds {spec.seeds[0]}..{spec.seeds[-1]} with a 90% bootstrap band",
-                 fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, path)
 
 
 def metric_filename(metric: str) -> str:
@@ -394,7 +359,7 @@ def sweep(spec, args=(), out=None, *, address: str | None = None, cpus: int | No
     if needs_eval(spec.metrics):
         check_metrics(spec.metrics, trials[0])
     make_out_folder(folder)
-    atomic_write_json(folder / SPEC, {**asdict(spec), "n_trials": len(trials)})
+    atomic_write_json(folder / SPEC, {**asdict(spec), "swept": spec.swept_keys(), "n_trials": len(trials)})
     rows: dict[str, dict] = {}
 
     def write_rows() -> None:
@@ -409,7 +374,7 @@ def sweep(spec, args=(), out=None, *, address: str | None = None, cpus: int | No
                          evaluate=evaluate, quiet=quiet, desc=f"sweep {spec.name}", on_record=on_record)
     rows = {r["trial"]: _row(r) for r in records}  # in the trials' order
     write_rows()
-    settings = summarize(spec, list(rows.values()))
+    settings = summarize(spec.metrics, list(rows.values()))
     summary = {"sweep": spec.name, "folder": str(folder), "preset": spec.preset, "swept": spec.swept_keys(),
                "seeds": spec.seeds, "metrics": spec.metrics, "trials": len(records),
                "done": sum(r["status"] == "done" for r in records),
@@ -417,9 +382,34 @@ def sweep(spec, args=(), out=None, *, address: str | None = None, cpus: int | No
                           for r in records if r["status"] != "done"],
                "wall_s": time.time() - t0, "settings": settings}
     atomic_write_json(folder / SUMMARY, summary)
+    from probes.figures import save_figure, sweep_figure  # plotting lives with the figures (the CLI's exception)
+
+    title = f"sweep {spec.name}: mean over seeds {', '.join(map(str, spec.seeds))} with a 90% bootstrap band"
     for metric in spec.metrics:
-        sweep_figure(spec, settings, metric, folder / "figures" / metric_filename(metric))
+        save_figure(sweep_figure(settings, metric, spec.swept_keys(), title),
+                    folder / "figures" / metric_filename(metric))
     return summary
+
+
+def list_sweeps(root: Path | None = None) -> list[Path]:
+    """The sweep folders under the run store (those with a sweep.json), oldest first."""
+    root = Path(root) if root else runs_root()
+    found = [p for p in root.iterdir() if (p / SPEC).is_file()] if root.is_dir() else []
+    return sorted(found, key=lambda p: (p / SPEC).stat().st_mtime)
+
+
+def read_rows(folder: Path) -> list[dict]:
+    """results.jsonl's rows (a half-written last line skipped: the file is rewritten whole, atomically)."""
+    path = Path(folder) / RESULTS
+    rows = []
+    for line in path.read_text(errors="replace").splitlines() if path.is_file() else []:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "trial" in row:
+            rows.append(row)
+    return rows
 
 
 def format_summary(summary: dict) -> str:

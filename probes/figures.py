@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -260,3 +261,35 @@ def _token_attention(ax, summary: dict, title: str) -> None:
         ax.plot(steps, mass, lw=2, label=f"distinct token {j}" + (" (most frequent)" if j == 0 else ""))
     ax.set(xscale="log", xlabel="step", ylabel="attention mass", ylim=(0, 1), title=title)
     ax.legend(fontsize=7)
+
+
+def sweep_figure(settings: list[dict], metric: str, keys: list[str], title: str = ""):
+    """A sweep (lab/sweep.py): the metric against each swept key (one panel per key, one line per value of the other keys), the seeds'
+    90% bootstrap interval as a band; returns the matplotlib figure."""
+    keys = keys or ["seed"]
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        lines: dict[str, list] = {}
+        for s in settings:
+            rest = {k: v for k, v in s["overrides"].items() if k != key}
+            stats = s["metrics"][metric]
+            if stats["mean"] is not None:
+                lines.setdefault(json.dumps(rest), []).append((s["overrides"].get(key, 0), stats))
+        for i, (rest, points) in enumerate(sorted(lines.items())):
+            points.sort(key=lambda p: (isinstance(p[0], str), p[0]))
+            xs = [str(p[0]) if isinstance(p[0], str) else p[0] for p in points]
+            mean = [p[1]["mean"] for p in points]
+            label = ", ".join(f"{k}={v}" for k, v in json.loads(rest).items()) or None
+            ax.plot(xs, mean, "o-", color=f"C{i % 10}", label=label, lw=1.5)
+            ax.fill_between(xs, [p[1]["lo"] for p in points], [p[1]["hi"] for p in points], color=f"C{i % 10}",
+                            alpha=0.2)
+        numeric = all(isinstance(s["overrides"].get(key), (int, float)) for s in settings)
+        if numeric and key.endswith("lr") and min(s["overrides"][key] for s in settings) > 0:
+            ax.set_xscale("log")
+        ax.set(xlabel=key, ylabel=metric)
+        if len(lines) > 1:
+            ax.legend(fontsize=7)
+    fig.suptitle(title or "mean over seeds with a 90% bootstrap band", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -12,6 +12,9 @@ from .lsa import (EVAL_SEED, cosine, line_search_grid, products_figure, projecti
                   sensitivity_alignment)
 
 NAME = "vo-1layer"
+# the construction is defined up to W_KQ -> a W_KQ, W_PV -> W_PV / a for any a != 0, negative a included (the layer
+# computes with their product): 3 of 5 seeds learn a < 0 (cosines about -0.999 for both, learned lr about 6)
+SAME_SIGN = "the two scalars share a sign, so their product is the construction's"
 SCALES = {"quick": {"steps": 2000, "batch_size": 2048, "n_eval": 10_000},
           "paper": {"steps": 20_000, "batch_size": 2048, "n_eval": 10_000},
           "smoke": {"steps": 10, "batch_size": 64, "n_eval": 200}}  # tests only
@@ -42,9 +45,9 @@ def analyse(ctx):
         claim("1-layer LSA query loss reaches the line-searched 1-step GD loss (half-MSE; passes within 2%)",
               0.208, losses["model"], losses["model"] <= 1.02 * losses["gd1"]),
         claim("sensitivity cosine to 1-step GD >= 0.99", 0.99, sens["cosine"], sens["cosine"] >= 0.99),
-        claim("W_KQ equals the construction up to scale (cosine >= 0.99)", 1.0, products["kq_cosine"],
-              products["kq_cosine"] >= 0.99),
-        claim("W_PV equals the construction up to scale (cosine >= 0.99)", 1.0, products["pv_cosine"],
-              products["pv_cosine"] >= 0.99),
+        claim(f"W_KQ equals the construction up to a scalar (|cosine| >= 0.99; {SAME_SIGN})", 1.0,
+              abs(products["kq_cosine"]), abs(products["kq_cosine"]) >= 0.99 and a * b > 0),
+        claim(f"W_PV equals the construction up to a scalar (|cosine| >= 0.99; {SAME_SIGN})", 1.0,
+              abs(products["pv_cosine"]), abs(products["pv_cosine"]) >= 0.99 and a * b > 0),
     ]
     return claims, {"losses": losses, "sensitivity": sens, "products": products, "paper_gd1_lr": 6.1}

@@ -11,18 +11,22 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import lab  # noqa: E402
+import lab.sweep  # noqa: E402
+from app import jobs  # noqa: E402
 from lab import runlock  # noqa: E402
 from owned import wait_for  # noqa: E402
 
 MAIN = str(Path(__file__).parents[2] / "app" / "main.py")
 PAGES = ["views/runs.py", "views/icl_curve.py", "views/inside.py", "views/algorithm.py", "views/tour.py",
-         "views/boolean.py", "views/graph_search.py", "views/attention_svm.py"]
+         "views/boolean.py", "views/graph_search.py", "views/attention_svm.py", "views/sweeps.py"]
 SMALL = ["train.steps=40", "model.d_model=16", "model.n_layers=2", "train.batch_size=32"]
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
+def root(tmp_path_factory, ray_session):
     root = tmp_path_factory.mktemp("dash") / "runs"
+    lab.sweep.sweep("tiny-linreg", SMALL + ["model.n_layers=1,2", "seeds=0..1", "metrics=loss"],
+                    out=root / "sweep-small", quiet=True)
     lab.train("tiny-linreg", SMALL + ["ensemble=2", "train.log_every=10"], out=root / "ens", quiet=True)
     lab.train("boolean-tiny", ["task.n=6", "task.n_points=10", "train.steps=20", "model.d_model=16"],
               out=root / "bool", quiet=True)
@@ -173,6 +177,39 @@ def test_runs_page_refuses_a_bad_override_and_trains_a_good_one(app, root):
     assert "from-page" in str(app.dataframe[0].value)
 
 
+def test_sweeps_page_shows_the_trials_and_opens_one_on_the_other_pages(app):
+    _page(app, "views/sweeps.py")
+    table = str(app.dataframe[0].value)
+    assert all(f"n_layers{n}_seed{s}" in table for n in (1, 2) for s in (0, 1)) and "done" in table
+    assert "4 of 4 trials done" in _texts(app) and app.selectbox(key="sweep_metric").value == "loss"
+    app.selectbox(key="sweep_trial").select("n_layers2_seed1").run()
+    app.button(key="open_trial").click().run()
+    assert any("n_layers2_seed1 is the selected run" in s.value for s in app.success)
+    _page(app, "views/inside.py")
+    assert "sweep-small" in app.selectbox(key="run_picker").value
+    assert not app.error, [e.value for e in app.error]
+
+
+def test_sweeps_page_refuses_a_bad_spec_and_runs_a_good_one(app, root):
+    _page(app, "views/sweeps.py")
+    app.text_area(key="sweep_spec").input('preset = "tiny-linreg"\n[grid]\n"train.stepz" = [1, 2]\n')
+    next(b for b in app.button if b.label == "Start the sweep").click().run()
+    assert any("unknown key 'train.stepz'" in e.value for e in app.error)
+    spec = 'name = "from-page"\npreset = "tiny-linreg"\nseeds = "0..1"\n[fixed]\n' + \
+        "\n".join(f'"{k}" = {v}' for k, v in dict(x.split("=") for x in SMALL + ["train.steps=5"]).items()) + "\n"
+    app.text_area(key="sweep_spec").input(spec)
+    next(b for b in app.button if b.label == "Start the sweep").click().run()
+    try:
+        assert any("Started sweep-from-page" in s.value for s in app.success), [e.value for e in app.error]
+        summary = root / "sweep-from-page" / "summary.json"
+        assert wait_for(summary.is_file, timeout=180)
+        assert json.loads(summary.read_text())["done"] == 2
+        assert wait_for(lambda: not jobs.state("sweep-from-page")["running"], timeout=60)
+        assert jobs.state("sweep-from-page")["returncode"] == 0
+    finally:
+        jobs.stop("sweep-from-page")
+
+
 def _bad_folders(root: Path):
     good = root / "small"
     bad = {"bad-config": None, "no-checkpoint": None, "bad-checkpoint": None, "still-training": None, "killed": None}
@@ -205,7 +242,7 @@ def test_bad_run_folders_show_a_message_never_a_crash(tmp_path, monkeypatch, roo
     if page == "views/runs.py" and name == "killed":
         assert "Interrupted at the checkpoint of step 20" in shown and "--out" in shown
     if page in ("views/runs.py", "views/tour.py", "views/boolean.py", "views/graph_search.py",
-                "views/attention_svm.py"):  # other things too
+                "views/attention_svm.py", "views/sweeps.py"):  # pages about other things
         return
     if name in ("still-training", "killed"):
         assert ("Still training" in shown) == (name == "still-training")
