@@ -158,6 +158,8 @@ def cmd_bench(args) -> int:
     elif args.kind == "train":
         result = bench.bench_train(args.preset or "tiny-linreg", sizes=_parse_sizes(args.sizes), steps=args.steps,
                                    overrides=args.overrides)
+    elif args.kind == "sweep":
+        result = bench.bench_sweep(args.experiment, seeds=args.seeds, steps=args.trial_steps, quiet=args.json)
     elif args.kind == "threads":
         result = bench.bench_threads(args.preset or "tiny-linreg", steps=args.steps, overrides=args.overrides)
     else:
@@ -179,7 +181,8 @@ def cmd_reproduce(args) -> int:
     if args.out:
         make_out_folder(args.out)
     res = reproduce(args.name, args.scale, out=args.out, quiet=args.quiet or args.json, seeds=args.seeds,
-                    address=args.address, cpus=args.cpus, threads=args.threads, pack=not args.no_pack)
+                    address=args.address, cpus=args.cpus, threads=args.threads, gpus_per_trial=args.gpus_per_trial,
+                    pack=not args.no_pack)
     if args.json:
         _print_json(res)
     else:
@@ -188,10 +191,11 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import format_summary, sweep
+    from .sweeps import format_summary, sweep
 
     summary = sweep(args.spec, args.args, out=args.out, address=args.address, cpus=args.cpus, threads=args.threads,
-                    pack=not args.no_pack, pack_lr=args.pack_lr, quiet=args.quiet or args.json)
+                    gpus_per_trial=args.gpus_per_trial, pack=not args.no_pack, pack_lr=args.pack_lr,
+                    quiet=args.quiet or args.json)
     if args.json:
         _print_json(summary)
     else:
@@ -205,6 +209,8 @@ def _add_executor_options(p, pack_lr: bool = True) -> None:
                                      "embedded local cluster; run folders must be on storage every node shares)")
     p.add_argument("--cpus", type=int, help="cores of the embedded cluster (default: all of this machine's)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (and cores) per trial (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, help="GPUs each trial asks Ray for (default: 1 where this machine "
+                                                        "has a GPU, else 0; give it for a cluster with GPUs)")
     p.add_argument("--no-pack", action="store_true", help="train seeds as separate trials, not packed into ensembles")
     if pack_lr:
         p.add_argument("--pack-lr", action="store_true", help="also pack trials that differ in train.lr")
@@ -326,15 +332,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on (default %(default)s; 0.0.0.0 serves every interface)")
 
     p = add("bench", cmd_bench, "benchmarks, ours vs the obvious alternative in the same process")
-    p.add_argument("kind", choices=["attention", "train", "model", "threads"], metavar="KIND",
+    p.add_argument("kind", choices=["attention", "train", "model", "threads", "sweep"], metavar="KIND",
                    help="attention: Triton kernel fwd+bwd vs SDPA (CUDA; writes the table backend=auto reads); "
                         "train: ensembles of E models vs E solo runs; model: one training step vs "
                         "torch.nn.TransformerEncoder; threads: CPU training with the trainer's default threads vs "
-                        "torch's, alone and beside a second training")
+                        "torch's, alone and beside a second training; sweep: `lab reproduce EXPERIMENT` through "
+                        "the executor vs its trainings one after another, and N seeds packed vs separate trials")
     p.add_argument("--preset", help=f"train, threads: tiny-linreg (default); model: garg-linreg (default); one of "
                                     f"{', '.join(preset_names())}")
     p.add_argument("--steps", type=int, default=20, help="timed steps (train, model) or repetitions (attention)")
     p.add_argument("--sizes", default="1,4,16,64", help="train: ensemble sizes E")
+    p.add_argument("--experiment", default="teaching-sequences", help="sweep: the experiment (default %(default)s)")
+    p.add_argument("--seeds", type=int, default=8, help="sweep: seeds of tiny-linreg, packed vs separate (default 8)")
+    p.add_argument("--trial-steps", type=int, default=500, help="sweep: training steps per seed (default 500)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="train, threads: config overrides, e.g. model.d_model=32 train.threads=2")
     return parser
@@ -357,7 +367,7 @@ def _sigterm_as_interrupt(signum, frame):
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    for name in ("n_prompts", "steps", "cpus", "threads", "seeds"):
+    for name in ("n_prompts", "steps", "cpus", "threads", "seeds", "trial_steps"):
         if (getattr(args, name, None) or 1) < 1 or getattr(args, name, None) == 0:
             print(f"lab: error: --{name.replace('_', '-')} must be an integer >= 1; got {getattr(args, name)}",
                   file=sys.stderr)

@@ -116,8 +116,7 @@ def plan_jobs(trials: list[Trial], pack: bool = True, pack_lr: bool = False, slo
         for i in range(0, len(members), size):
             chunk = members[i:i + size]
             try:
-                jobs.append(pack_trials(chunk) if len(chunk) > 1 else Job(chunk[0].out,
-                                                                                          chunk[0].config, chunk))
+                jobs.append(pack_trials(chunk) if len(chunk) > 1 else Job(chunk[0].out, chunk[0].config, chunk))
             except ConfigError:  # this model cannot be stacked: its trials train one by one
                 jobs += [Job(t.out, t.config, [t]) for t in chunk]
     return jobs
@@ -289,6 +288,9 @@ def run_trials(trials: list[Trial], *, address: str | None = None, cpus: int | N
     trial's run_dir is its member folder, RUN/members/i). Ray is started only if some trial still needs training."""
     if threads < 1:
         raise ValueError(f"threads per trial must be an integer >= 1; got {threads}")
+    if gpus_per_trial is not None and not 0 <= gpus_per_trial <= 64:
+        raise ValueError(f"--gpus-per-trial must be a number of GPUs in 0..64 (a fraction shares one); got "
+                         f"{gpus_per_trial}")
     gpu = _local_gpus() > 0 and all(t.config["train"]["device"] != "cpu" for t in trials)
     gpus_per_trial = (1 if gpu else 0) if gpus_per_trial is None else gpus_per_trial
     slots = max(1, (cpus or os.cpu_count() or 1) // threads)

@@ -264,8 +264,8 @@ def _token_attention(ax, summary: dict, title: str) -> None:
 
 
 def sweep_figure(settings: list[dict], metric: str, keys: list[str], title: str = ""):
-    """A sweep (lab/sweep.py): the metric against each swept key (one panel per key, one line per value of the other keys), the seeds'
-    90% bootstrap interval as a band; returns the matplotlib figure."""
+    """A sweep (lab/sweeps.py): the metric against each swept key (one panel per key, one line per value of the
+    other keys), the seeds' 90% bootstrap interval as a band; returns the matplotlib figure."""
     keys = keys or ["seed"]
     plt = pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.5), squeeze=False)

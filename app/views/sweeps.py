@@ -8,7 +8,7 @@ import streamlit as st
 import lab
 from app import common, jobs
 from lab.runs import check_run_name
-from lab.sweep import SPEC, SUMMARY, list_sweeps, read_rows, spec_from_dict, summarize, trials_of
+from lab.sweeps import SPEC, SUMMARY, list_sweeps, read_rows, spec_from_dict, summarize, trials_of
 from probes.figures import png_bytes, sweep_figure
 
 EXAMPLE = """name = "depth-lr"

@@ -119,7 +119,8 @@ def _seed_trials(exp: Experiment, scale: str, folder: Path, out, n_seeds: int) -
 
 
 def reproduce(name: str, scale: str = "quick", out=None, quiet: bool = False, seeds: int = 1,
-              address: str | None = None, cpus: int | None = None, threads: int = 1, pack: bool = True) -> dict:
+              address: str | None = None, cpus: int | None = None, threads: int = 1,
+              gpus_per_trial: float | None = None, pack: bool = True) -> dict:
     """Run experiment `name` at `scale` ("quick": a CPU in minutes; "paper": the original setting) on `seeds` seed
     replicas: its trainings all go to the executor at once (packed into ensembles where they differ only in seed),
     then each replica's runs are analysed. A replica whose training failed is left out and reported."""
@@ -133,7 +134,8 @@ def reproduce(name: str, scale: str = "quick", out=None, quiet: bool = False, se
     t0 = time.time()
     folder = experiment_dir(name, scale, out)
     trials = _seed_trials(exp, scale, folder, out, seeds)
-    records = run_trials(trials, address=address, cpus=cpus, threads=threads, pack=pack, quiet=quiet,
+    records = run_trials(trials, address=address, cpus=cpus, threads=threads, gpus_per_trial=gpus_per_trial,
+                         pack=pack, quiet=quiet,
                          desc=f"{name} trainings") if trials else []
     by_seed: dict[int, dict] = {k: {} for k in range(seeds)}
     failed: dict[int, list[str]] = {}

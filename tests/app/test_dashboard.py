@@ -11,7 +11,6 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import lab  # noqa: E402
-import lab.sweep  # noqa: E402
 from app import jobs  # noqa: E402
 from lab import runlock  # noqa: E402
 from owned import wait_for  # noqa: E402
@@ -25,8 +24,8 @@ SMALL = ["train.steps=40", "model.d_model=16", "model.n_layers=2", "train.batch_
 @pytest.fixture(scope="module")
 def root(tmp_path_factory, ray_session):
     root = tmp_path_factory.mktemp("dash") / "runs"
-    lab.sweep.sweep("tiny-linreg", SMALL + ["model.n_layers=1,2", "seeds=0..1", "metrics=loss"],
-                    out=root / "sweep-small", quiet=True)
+    lab.sweep("tiny-linreg", SMALL + ["model.n_layers=1,2", "seeds=0..1", "metrics=loss"], out=root / "sweep-small",
+              quiet=True)
     lab.train("tiny-linreg", SMALL + ["ensemble=2", "train.log_every=10"], out=root / "ens", quiet=True)
     lab.train("boolean-tiny", ["task.n=6", "task.n_points=10", "train.steps=20", "model.d_model=16"],
               out=root / "bool", quiet=True)

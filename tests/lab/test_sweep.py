@@ -22,8 +22,8 @@ from lab.config import ConfigError
 from lab.executor import plan_jobs, trial
 from lab.runs import safe_torch_load
 from lab.stats import mean_interval
-from lab.sweep import SpecError, metric_value, parse_spec, sweep, trials_of
-from owned import alive, wait_for
+from lab.sweeps import SpecError, metric_value, parse_spec, sweep, trials_of
+from owned import alive, descendants, wait_for
 
 TINY = {"task.d": 3, "task.n_points": 6, "model.n_layers": 1, "model.d_model": 16, "train.batch_size": 16,
         "train.steps": 50, "train.checkpoint_every": 10, "train.log_every": 10}
@@ -268,3 +268,33 @@ def _group(pgid: int) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+def test_stopping_lab_sweep_stops_its_cluster_and_the_same_command_resumes_the_trials(tmp_path):
+    """SIGTERM to `lab sweep` (as Ctrl-C): its embedded Ray cluster and workers stop with it, it says how to resume,
+    and the same command then finishes every trial with the weights of an uninterrupted run."""
+    long = {**TINY, "train.steps": 400, "train.checkpoint_every": 20}
+    out = tmp_path / "sweep"
+    cmd = [LAB, "sweep", "tiny-linreg", *[f"{k}={v}" for k, v in long.items()], "train.lr=1e-3,2e-3", "--no-pack",
+           "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = set()
+
+    def training() -> bool:
+        started.update(descendants(proc.pid))
+        status = out / "trials" / "lr0.001_seed0" / "status.json"
+        return status.is_file() and json.loads(status.read_text() or "{}").get("step", 0) >= 40
+
+    assert wait_for(training, timeout=120)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "run the same command again to resume" in err, err
+    assert len(started) >= 3  # the cluster's processes and the trial workers, all below `lab sweep`
+    assert wait_for(lambda: not any(alive(p) for p in started), timeout=30), [p for p in started if alive(p)]
+    assert lab.load_run(out / "trials" / "lr0.001_seed0").status["status"] == "interrupted"
+
+    again = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout.strip().splitlines()[-1])["done"] == 2
+    reference = lab.train("tiny-linreg", {**long, "train.lr": 1e-3}, out=tmp_path / "uninterrupted", quiet=True)
+    assert _equal(_weights(out / "trials" / "lr0.001_seed0"), _weights(reference.path))

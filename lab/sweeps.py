@@ -346,7 +346,7 @@ def metric_filename(metric: str) -> str:
 
 
 def sweep(spec, args=(), out=None, *, address: str | None = None, cpus: int | None = None, threads: int = 1,
-          pack: bool = True, pack_lr: bool = False, quiet: bool = False) -> dict:
+          gpus_per_trial: float | None = None, pack: bool = True, pack_lr: bool = False, quiet: bool = False) -> dict:
     """Run a sweep (see the module docstring) into `out` (default $LAB_RUNS/sweep-NAME) and return its summary.
 
     Re-running skips finished trials and resumes interrupted ones from their checkpoints; a failed or diverged
@@ -370,7 +370,8 @@ def sweep(spec, args=(), out=None, *, address: str | None = None, cpus: int | No
         write_rows()
 
     evaluate = functools.partial(run_metrics, metrics=spec.metrics, eval_prompts=spec.eval_prompts)
-    records = run_trials(trials, address=address, cpus=cpus, threads=threads, pack=pack, pack_lr=pack_lr,
+    records = run_trials(trials, address=address, cpus=cpus, threads=threads, gpus_per_trial=gpus_per_trial,
+                         pack=pack, pack_lr=pack_lr,
                          evaluate=evaluate, quiet=quiet, desc=f"sweep {spec.name}", on_record=on_record)
     rows = {r["trial"]: _row(r) for r in records}  # in the trials' order
     write_rows()
