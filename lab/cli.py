@@ -368,7 +368,8 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     for name in ("n_prompts", "steps", "cpus", "threads", "seeds", "trial_steps"):
-        if (getattr(args, name, None) or 1) < 1 or getattr(args, name, None) == 0:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
             print(f"lab: error: --{name.replace('_', '-')} must be an integer >= 1; got {getattr(args, name)}",
                   file=sys.stderr)
             return 2

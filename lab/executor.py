@@ -19,8 +19,10 @@ import json
 import logging
 import math
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -189,6 +191,7 @@ def ray_cluster(address: str | None = None, cpus: int | None = None, gpus: int |
     if ray.is_initialized():
         yield ray
         return
+    handlers = _python_signal_handlers()
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
              "configure_logging": True}
     if address:
@@ -197,10 +200,25 @@ def ray_cluster(address: str | None = None, cpus: int | None = None, gpus: int |
     else:
         ray.init(address="local", num_cpus=cpus or os.cpu_count() or 1,  # "local": always a new cluster
                  num_gpus=_local_gpus() if gpus is None else gpus, **quiet)
+    _restore_signal_handlers(handlers)
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _python_signal_handlers() -> dict:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signal_handlers(handlers: dict) -> None:
+    """Ray's core worker installs its own SIGTERM handler (it logs and exits 1); put the process's back, so a
+    SIGTERM stops the sweep like Ctrl-C (its workers stopped, each trial resumable)."""
+    for sig, handler in handlers.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 def _check_reachable(address: str) -> None:

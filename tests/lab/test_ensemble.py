@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from lab import load_run, train
+from lab import ConfigError, load_run, train
 from lab.config import ModelConfig, make_config
 from lab.ensemble import StackedAdam, flat_grads, member_config, stack_models
 from lab.model import build_model
@@ -37,6 +37,15 @@ def test_each_member_of_an_ensemble_equals_the_solo_run_with_its_seed(tmp_path):
         _assert_same_run(ens.member(i), solo)
     losses = ens.metrics[-1]["losses"]
     assert len(set(losses)) == 4  # four different models, not one copied
+
+
+def test_members_with_their_own_seeds_equal_the_solo_runs_of_those_seeds(tmp_path):
+    ens = train("tiny-linreg", {**SMALL, "ensemble.size": 2, "ensemble.seeds": "7,3"}, out=tmp_path / "e", quiet=True)
+    for i, seed in enumerate((7, 3)):
+        _assert_same_run(ens.member(i), train("tiny-linreg", {**SMALL, "train.seed": seed}, out=tmp_path / f"s{seed}",
+                                              quiet=True))
+    with pytest.raises(ConfigError, match="ensemble.seeds must be empty or 2 seeds"):
+        make_config("tiny-linreg", {"ensemble.size": 2, "ensemble.seeds": "1,2,3"})
 
 
 def test_members_with_their_own_learning_rates_query_loss_and_adamw(tmp_path):
