@@ -31,6 +31,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .config import ConfigError, make_config
+from .processes import Reaper, descendants
 from .runs import CONFIG, Run, RunFileError
 
 MAX_RETRIES = 3  # a trial whose worker process dies (killed, out of memory) is run again this many times
@@ -194,17 +195,21 @@ def ray_cluster(address: str | None = None, cpus: int | None = None, gpus: int |
     handlers = _python_signal_handlers()
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
              "configure_logging": True}
+    reaper = None
     if address:
         _check_reachable(address)
         ray.init(address=address, **({} if address.startswith("ray://") else quiet))
     else:
         ray.init(address="local", num_cpus=cpus or os.cpu_count() or 1,  # "local": always a new cluster
                  num_gpus=_local_gpus() if gpus is None else gpus, **quiet)
+        reaper = Reaper(descendants(os.getpid()))  # the cluster's processes die with us, even by kill -9
     _restore_signal_handlers(handlers)
     try:
         yield ray
     finally:
         ray.shutdown()
+        if reaper is not None:
+            reaper.close()
 
 
 def _python_signal_handlers() -> dict:

@@ -86,4 +86,57 @@ def run_owned(cmd: list[str], env: dict | None = None, grace_s: float = 5.0) -> 
             signal.signal(s, handler)
 
 
-__all__ = ["run_owned", "stop_group", "group_alive"]
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (state is [0], ppid [1], start time [19]), or None."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every living process below `pid`, now, with its start time (which tells a reused pid apart)."""
+    stats = {int(p): _stat(int(p)) for p in os.listdir("/proc") if p.isdigit()}
+    children: dict[int, list[int]] = {}
+    for p, st in stats.items():
+        if st and st[0] != "Z":
+            children.setdefault(int(st[1]), []).append(p)
+    found, todo = {}, [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found[child] = stats[child][19]
+                todo.append(child)
+    return found
+
+
+REAPER = """
+import os, signal, sys
+pids = dict(item.split(":") for item in sys.argv[1:])
+sys.stdin.read()  # returns when the owner closes the pipe or dies, however it dies
+for pid, started in pids.items():
+    try:
+        if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19] == started:
+            os.kill(int(pid), signal.SIGKILL)
+    except (OSError, IndexError):
+        pass
+"""
+
+
+class Reaper:
+    """Kills `pids` (a `descendants` snapshot) when this process ends, kill -9 included: a watcher process of its
+    own session waits on a pipe from us, and when the pipe closes kills those still alive (the same start time:
+    never a reused pid). For what others start for us and leave behind when we are killed (Ray's node agents
+    outlive a killed driver: ray-project/ray#52385). `close()` after a clean stop lets it exit at once."""
+
+    def __init__(self, pids: dict[int, str]):
+        self.proc = subprocess.Popen([sys.executable, "-c", REAPER, *(f"{p}:{t}" for p, t in pids.items())],
+                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+__all__ = ["run_owned", "stop_group", "group_alive", "descendants", "Reaper"]

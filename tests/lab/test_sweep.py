@@ -270,9 +270,10 @@ def _group(pgid: int) -> list[int]:
     return found
 
 
-def test_stopping_lab_sweep_stops_its_cluster_and_the_same_command_resumes_the_trials(tmp_path):
-    """SIGTERM to `lab sweep` (as Ctrl-C): its embedded Ray cluster and workers stop with it, it says how to resume,
-    and the same command then finishes every trial with the weights of an uninterrupted run."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_stopping_lab_sweep_stops_its_cluster_and_the_same_command_resumes_the_trials(tmp_path, sig):
+    """SIGTERM to `lab sweep` (as Ctrl-C) or kill -9: its embedded Ray cluster and workers stop with it (SIGTERM:
+    it says how to resume), and the same command then finishes every trial with an uninterrupted run's weights."""
     long = {**TINY, "train.steps": 400, "train.checkpoint_every": 20}
     out = tmp_path / "sweep"
     cmd = [LAB, "sweep", "tiny-linreg", *[f"{k}={v}" for k, v in long.items()], "train.lr=1e-3,2e-3", "--no-pack",
@@ -286,9 +287,12 @@ def test_stopping_lab_sweep_stops_its_cluster_and_the_same_command_resumes_the_t
         return status.is_file() and json.loads(status.read_text() or "{}").get("step", 0) >= 40
 
     assert wait_for(training, timeout=120)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "run the same command again to resume" in err, err
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130 and "run the same command again to resume" in err, err
+    else:
+        assert proc.returncode == -signal.SIGKILL
     assert len(started) >= 3  # the cluster's processes and the trial workers, all below `lab sweep`
     assert wait_for(lambda: not any(alive(p) for p in started), timeout=30), [p for p in started if alive(p)]
     assert lab.load_run(out / "trials" / "lr0.001_seed0").status["status"] == "interrupted"
