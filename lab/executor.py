@@ -71,11 +71,13 @@ def trial(out, preset, overrides=None, group: str = "", label: dict | None = Non
 
 
 def _pack_key(t: Trial, pack_lr: bool) -> str:
+    """Trials with one key can train as one ensemble: the same parent folder, group and config but for the seed.
+    With `pack_lr` the lr may differ too, and the group (which names the lr) is left out of the key."""
     cfg = copy.deepcopy(t.config)
     cfg["train"].pop("seed"), cfg["train"].pop("threads", None), cfg.pop("preset", None)
     if pack_lr:
         cfg["train"].pop("lr")
-    return json.dumps([str(t.out.parent), t.group, cfg], sort_keys=True)
+    return json.dumps([str(t.out.parent), "" if pack_lr else t.group, cfg], sort_keys=True)
 
 
 def _seeds_text(seeds: list[int]) -> str:
@@ -91,8 +93,8 @@ def pack_trials(trials: list[Trial]) -> Job:
     seeds, lrs = [t.seed for t in trials], [t.config["train"]["lr"] for t in trials]
     cfg["ensemble"] = {"size": len(trials), "seeds": seeds, "lrs": lrs if len(set(lrs)) > 1 else []}
     name = f"{first.group or first.out.name}_{_seeds_text(seeds)}"
-    if len(set(lrs)) > 1:
-        name += "_lrs-" + hashlib.sha1(json.dumps(lrs).encode()).hexdigest()[:8]
+    if len(set(lrs)) > 1:  # packed across settings (--pack-lr): named by what it holds
+        name = f"lrs-{hashlib.sha1(json.dumps([lrs, seeds]).encode()).hexdigest()[:10]}_{_seeds_text(seeds)}"
     make_config(cfg)  # ConfigError where this model cannot be stacked
     return Job(first.out.parent / name, cfg, list(trials))
 
@@ -111,8 +113,8 @@ def plan_jobs(trials: list[Trial], pack: bool = True, pack_lr: bool = False, slo
     per_group = 1 if gpu else max(1, slots // max(1, len(groups)))
     jobs = []
     for members in groups.values():
-        if len(members) == 1 or len({t.seed for t in members}) < len(members):
-            jobs += [Job(t.out, t.config, [t]) for t in members]
+        if len(members) == 1:
+            jobs.append(Job(members[0].out, members[0].config, members))
             continue
         n_packs = min(len(members), per_group)
         size = math.ceil(len(members) / n_packs)

@@ -137,6 +137,8 @@ def test_packing_groups_seeds_per_setting_and_keeps_the_cores_busy(tmp_path):
     assert job.config["ensemble"] == {"size": 5, "seeds": [0, 1, 2, 3, 4], "lrs": []}
     mixed = trials([{"train.seed": s, "train.lr": lr} for s in (0, 1) for lr in (1e-3, 2e-3)])
     assert sorted(len(j.trials) for j in plan_jobs(mixed, slots=1)) == [2, 2]  # lr differs: separate packs
+    (both,) = plan_jobs(mixed, slots=1, pack_lr=True)  # --pack-lr: one ensemble, each member its own lr
+    assert both.config["ensemble"] == {"size": 4, "seeds": [0, 0, 1, 1], "lrs": [1e-3, 2e-3, 1e-3, 2e-3]}
     lstm = trials([{"train.seed": s, "model.arch": "lstm"} for s in (0, 1)])
     assert [len(j.trials) for j in plan_jobs(lstm, slots=1)] == [1, 1]  # cannot be stacked: trained one by one
 

@@ -30,6 +30,34 @@ def test_experiment_result_shape_and_files(tmp_path, name, ray_session):
     assert (tmp_path / name / "figures" / FIGURES[name]).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_seeds_replicate_the_experiment_and_report_each_claim_in_m_of_n(tmp_path, ray_session):
+    one = experiments.reproduce("vo-1layer", "smoke", out=tmp_path / "one", quiet=True)
+    three = experiments.reproduce("vo-1layer", "smoke", out=tmp_path / "three", quiet=True, seeds=3, pack=False)
+    assert three["seeds"] == 3 and [p["seed_index"] for p in three["per_seed"]] == [0, 1, 2]
+    assert three["per_seed"][0]["claims"] == one["claims"]  # replica 0 is the experiment as declared
+    assert three["metrics"] == one["metrics"] and len(set(three["run_dirs"])) == 3
+    seeds = [json.loads((Path(d) / "config.json").read_text())["train"]["seed"] for d in three["run_dirs"]]
+    assert seeds == [0, 1, 2]
+    for i, c in enumerate(three["claims"]):
+        per_seed = [p["claims"][i] for p in three["per_seed"]]
+        assert c["ours_per_seed"] == [x["ours"] for x in per_seed]
+        assert c["passed_seeds"] == sum(x["passed"] for x in per_seed) and c["seeds"] == 3
+        assert c["passed"] == (c["passed_seeds"] == 3)
+        assert c["ours"] == pytest.approx(sum(c["ours_per_seed"]) / 3)
+        assert min(c["ours_per_seed"]) <= c["ours_lo"] <= c["ours_hi"] <= max(c["ours_per_seed"])
+    assert "seeds" in experiments.common.format_claims(three) and "/3]" in experiments.common.format_claims(three)
+
+
+def test_claims_over_seeds_count_a_failed_seed_as_a_miss_and_join_texts():
+    from probes.experiments.common import claim, claims_over_seeds
+
+    runs = [[claim("a", 1.0, 0.5, True), claim("b", "x", "yes", True)],
+            [claim("a", 1.0, 0.7, False), claim("b", "x", "no", False)]]
+    a, b = claims_over_seeds(runs, n_seeds=3)  # the third seed failed before its analysis
+    assert (a["passed_seeds"], a["seeds"], a["passed"], a["ours"]) == (1, 3, False, pytest.approx(0.6))
+    assert b["ours"] == "yes | no" and b["ours_mean"] is None and b["passed_seeds"] == 1
+
+
 def test_unknown_experiment_lists_choices():
     with pytest.raises(ValueError, match="vo-1layer, vo-gdpp"):
         experiments.reproduce("vo-3layer")
