@@ -152,7 +152,7 @@ def _one_line(e: BaseException) -> str:
 
 
 def run_job(job: Job, threads: int = 1, evaluate=None) -> list[dict]:
-    """Train one job (in a Ray worker, or here for a finished job) and return one record per trial: run_dir,
+    """Train one job (in a Ray worker; a finished one is only read, here) and return one record per trial: run_dir,
     status (done, diverged, failed), error (one line), step, wall_s, metrics (evaluate(run), if given)."""
     from .trainer import TrainingDiverged, train
 
@@ -160,7 +160,7 @@ def run_job(job: Job, threads: int = 1, evaluate=None) -> list[dict]:
     cfg = copy.deepcopy(job.config)
     cfg["train"]["threads"] = threads
     try:
-        run = train(cfg, out=job.out, quiet=True)
+        run = Run(job.out) if _finished(job) else train(cfg, out=job.out, quiet=True)  # a finished run is read
         runs = [run.member(i) for i in range(run.n_members)] if job.packed else [run]
     except TrainingDiverged as e:
         return [_record(t, job, "diverged", _one_line(e), t0) for t in job.trials]

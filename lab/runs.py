@@ -156,9 +156,9 @@ def read_json_file(path: Path) -> dict:
     return obj
 
 
-def read_metrics(path: Path) -> list[dict]:
-    """Rows of metrics.jsonl (objects with an integer step); a half-written last line (a run being written) or any
-    other line that is not such a row is skipped."""
+def read_jsonl(path: Path, keep=lambda row: True) -> list[dict]:
+    """The JSON objects of a JSON-lines file for which keep(row) holds ([] if there is no file); a half-written last
+    line (a file being written) or any other line that is not such an object is skipped."""
     rows = []
     if Path(path).is_file():
         for line in Path(path).read_bytes().decode(errors="replace").splitlines():
@@ -166,9 +166,14 @@ def read_metrics(path: Path) -> list[dict]:
                 row = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(row, dict) and isinstance(row.get("step"), int):
+            if isinstance(row, dict) and keep(row):
                 rows.append(row)
     return rows
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Rows of metrics.jsonl: objects with an integer step (see read_jsonl)."""
+    return read_jsonl(path, lambda row: isinstance(row.get("step"), int))
 
 
 def resume_command(path: Path) -> str:

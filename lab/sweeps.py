@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError
+from .config import ConfigError, make_config
 from .executor import Trial, run_trials, trial
-from .runs import atomic_write_bytes, atomic_write_json, make_out_folder, read_json_file, read_metrics, runs_root
+from .runs import atomic_write_bytes, atomic_write_json, make_out_folder, read_json_file, read_jsonl, runs_root
 from .stats import mean_interval
 
 RESULTS, SUMMARY, SPEC = "results.jsonl", "summary.json", "sweep.json"
@@ -252,7 +252,7 @@ def metric_value(name: str, curve: dict | None, run) -> float:
     """One metric of a finished run: `loss`, or a field of its `lab eval --json` object (see the module docstring)."""
     m = METRIC.fullmatch(name)
     if m[1]:
-        rows = [r for r in read_metrics(run.path / "metrics.jsonl") if r.get("loss") is not None]
+        rows = [r for r in run.metrics if r.get("loss") is not None]
         return float(rows[-1]["loss"]) if rows else float("nan")
     obj = curve
     for part in m[2].split("."):
@@ -274,8 +274,6 @@ def metric_value(name: str, curve: dict | None, run) -> float:
 def check_metrics(metrics: list[str], first: Trial) -> None:
     """Before anything trains: a curve the task's `lab eval` does not have stops the sweep with one line."""
     from probes.icl_curve import baselines_for
-
-    from .config import make_config
 
     task = make_config(first.config).task.build()
     if getattr(task, "objective", "") == "set":
@@ -400,17 +398,8 @@ def list_sweeps(root: Path | None = None) -> list[Path]:
 
 
 def read_rows(folder: Path) -> list[dict]:
-    """results.jsonl's rows (a half-written last line skipped: the file is rewritten whole, atomically)."""
-    path = Path(folder) / RESULTS
-    rows = []
-    for line in path.read_text(errors="replace").splitlines() if path.is_file() else []:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and "trial" in row:
-            rows.append(row)
-    return rows
+    """results.jsonl's rows (objects with a trial; any other line skipped)."""
+    return read_jsonl(Path(folder) / RESULTS, lambda row: "trial" in row)
 
 
 def format_summary(summary: dict) -> str:

@@ -8,14 +8,6 @@ from pathlib import Path
 SESSION_VAR = "LAB_TEST_SESSION"  # set by tests/conftest.py; every process the session starts inherits it
 
 
-def _ppid(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
 def alive(pid: int) -> bool:
     """Running (a zombie, dead but not yet reaped, is not)."""
     try:
@@ -30,17 +22,11 @@ def _pids() -> list[int]:
 
 
 def descendants(pid: int) -> set[int]:
-    """Every living process below `pid` in the process tree, now."""
-    children: dict[int, list[int]] = {}
-    for p in _pids():
-        children.setdefault(_ppid(p), []).append(p)
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found and alive(child):
-                found.add(child)
-                todo.append(child)
-    return found
+    """Every living process below `pid` in the process tree, now (lab.processes.descendants, the pids only;
+    imported here, not at the top: conftest imports this module before it sets the Triton environment)."""
+    from lab.processes import descendants as below
+
+    return set(below(pid))
 
 
 def started_by_session(token: str) -> list[int]:
