@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import kernels
+from .cache import head_results
 from .challengers import ARCHITECTURES
 from .config import ModelConfig
 from .hooks import HookedModule, HookPoint
@@ -56,19 +57,35 @@ class Linear(nn.Linear):
 
 
 class LayerNorm(nn.LayerNorm):
-    """nn.LayerNorm; with n_models = E, per-model affine weights [E, D] on x [E, ..., D]."""
+    """nn.LayerNorm; with n_models = E, per-model affine weights [E, D] on x [E, ..., D].
+
+    TransformerLens hooks: hook_scale [..., 1] (the standard deviation the centred x is divided by) and
+    hook_normalized [..., D] (x centred and divided by the scale, before the affine map). Reading or patching
+    hook_scale takes the explicit path, which is how a frozen scale makes the LayerNorm linear for attribution."""
 
     def __init__(self, d: int, bias: bool = True, n_models: int = 0):
         super().__init__(d, bias=bias)
         if n_models:
             self.weight = nn.Parameter(torch.ones(n_models, d))
             self.bias = nn.Parameter(torch.zeros(n_models, d)) if bias else None
+        self.hook_scale, self.hook_normalized = HookPoint(), HookPoint()
 
     def forward(self, x):
+        if self.hook_scale.active:
+            centred = x - x.mean(-1, keepdim=True)
+            normalized = centred / self.hook_scale((centred.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
+        elif self.hook_normalized.active or self.weight.dim() == 2:
+            normalized = F.layer_norm(x, self.normalized_shape, eps=self.eps)
+        else:
+            return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return self.affine(self.hook_normalized(normalized))
+
+    def affine(self, y):
+        """y * weight + bias, with a stack's weights broadcast over y [E, ..., D]."""
         if self.weight.dim() == 1:
-            return super().forward(x)
-        shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
-        y = F.layer_norm(x, self.normalized_shape, eps=self.eps) * self.weight.view(shape)
+            return y * self.weight if self.bias is None else y * self.weight + self.bias
+        shape = (y.shape[0],) + (1,) * (y.dim() - 2) + (y.shape[-1],)
+        y = y * self.weight.view(shape)
         return y if self.bias is None else y + self.bias.view(shape)
 
 
@@ -97,6 +114,10 @@ class Attention(nn.Module):
     Backends: triton (lab/kernels, CUDA), sdpa (torch's scaled_dot_product_attention), reference (the scores and
     pattern materialised; what hooks on them need). auto: the fastest path measured for the device and shape
     (lab/kernels/choice.py), reference when a hook reads the scores or pattern.
+
+    Hooks as in TransformerLens: hook_q/k/v/z [B, T, H, dh], hook_rot_q/k (rotary models), hook_attn_scores and
+    hook_pattern [B, H, T, T] (a stack of E models: [E, B, ...] on all of them), and with `use_attn_result` the
+    per-head outputs hook_result [B, T, H, D] (opt-in, as in TransformerLens: it costs H times the memory).
     """
 
     def __init__(self, cfg: ModelConfig, n_models: int = 0):
@@ -106,17 +127,37 @@ class Attention(nn.Module):
         self.kind, self.mask, self.backend, self.rotary = cfg.attn, cfg.mask, cfg.backend, cfg.pos == "rotary"
         self.W_Q, self.W_K, self.W_V, self.W_O = (Linear(D, D, cfg.bias, n_models) for _ in range(4))
         self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()  # [B, T, H, dh]
+        if self.rotary:
+            self.hook_rot_q, self.hook_rot_k = HookPoint(), HookPoint()  # [B, T, H, dh], after RoPE
         self.hook_attn_scores, self.hook_pattern = HookPoint(), HookPoint()  # [B, H, T, T]
         self.hook_z = HookPoint()  # [B, T, H, dh]
+        self.hook_result = HookPoint()  # [B, T, H, D], only with use_attn_result
+        self.use_attn_result = False
 
-    def forward(self, x, key_padding=None):  # x [*batch, T, D]; key_padding [*batch, T] bool or None
-        *batch, T, D = x.shape
-        q = self.hook_q(self.W_Q(x).view(*batch, T, self.H, self.d_head))
-        k = self.hook_k(self.W_K(x).view(*batch, T, self.H, self.d_head))
-        v = self.hook_v(self.W_V(x).view(*batch, T, self.H, self.d_head))
+    def _project(self, lin: Linear, x, per_head: bool):
+        """x [*batch, T, D] -> [*batch, T, H, dh]; per-head inputs x [*batch, T, H, D] go through head h's rows."""
+        if not per_head:
+            return lin(x).view(*x.shape[:-1], self.H, self.d_head)
+        W = lin.weight.view(*lin.weight.shape[:-2], self.H, self.d_head, -1)  # [(E,) H, dh, D]
+        if W.dim() == 3:
+            out = torch.einsum("...hd,hkd->...hk", x, W)
+        else:
+            out = torch.einsum("e...hd,ehkd->e...hk", x, W)
+        if lin.bias is None:
+            return out
+        b = lin.bias.view(*lin.bias.shape[:-1], self.H, self.d_head)  # [(E,) H, dh]
+        return out + (b if b.dim() == 2 else b.view(b.shape[0], *([1] * (out.dim() - 3)), self.H, self.d_head))
+
+    def forward(self, x, key_padding=None, per_head: bool = False):
+        # x [*batch, T, D] (or [*batch, T, H, D] per head, from hook_attn_in); key_padding [*batch, T] bool or None
+        batch, T = x.shape[:-3 if per_head else -2], x.shape[-3 if per_head else -2]
+        D = self.H * self.d_head
+        q = self.hook_q(self._project(self.W_Q, x, per_head))
+        k = self.hook_k(self._project(self.W_K, x, per_head))
+        v = self.hook_v(self._project(self.W_V, x, per_head))
         if self.rotary:
-            q, k = rotary(q), rotary(k)
-        path = self._path(x, key_padding is not None)
+            q, k = self.hook_rot_q(rotary(q)), self.hook_rot_k(rotary(k))
+        path = self._path(x, T, key_padding is not None)
         flat = [t.reshape(-1, T, self.H, self.d_head) for t in (q, k, v)]  # [Z, T, H, dh], Z = prod(batch)
         kp = None if key_padding is None else key_padding.reshape(-1, T)  # [Z, T]
         if path == "triton":
@@ -127,19 +168,25 @@ class Attention(nn.Module):
                 z = F.scaled_dot_product_attention(*(t.transpose(1, 2) for t in flat), attn_mask=allowed)
                 z = z.transpose(1, 2)
             else:
-                z = self._materialised(*flat, allowed)
-        z = z.reshape(q.shape)
-        z = self.hook_z(z)  # [*batch, T, H, dh]
-        return self.W_O(z.reshape(*batch, T, D))
+                z = self._materialised(*flat, allowed, batch)
+        z = self.hook_z(z.reshape(q.shape))  # [*batch, T, H, dh]
+        if not self.use_attn_result:
+            return self.W_O(z.reshape(*batch, T, D))
+        result = self.hook_result(head_results(self, z))  # [*batch, T, H, D]
+        out = result.sum(-2)
+        if self.W_O.bias is None:
+            return out
+        b = self.W_O.bias
+        return out + (b if b.dim() == 1 else b.view(b.shape[0], *([1] * (out.dim() - 2)), D))
 
-    def _path(self, x, padded: bool) -> str:
+    def _path(self, x, T: int, padded: bool) -> str:
         if self.hook_attn_scores.active or self.hook_pattern.active or self.backend == "reference":
             return "reference"
         if self.backend == "triton":
             return "triton"
         if self.backend == "sdpa":
             return "sdpa" if self.kind == "softmax" else "reference"
-        return kernels.auto_path(self.kind, self.mask, padded, x.shape[-2], self.d_head, x)
+        return kernels.auto_path(self.kind, self.mask, padded, T, self.d_head, x)
 
     def _every_query_has_a_key(self, allowed, T, key_padding) -> bool:
         """SDPA returns NaN for a query with no key; the reference path returns zeros. Decided without a device
@@ -148,23 +195,28 @@ class Attention(nn.Module):
             return self.mask != "context" or T > 1
         return bool(allowed.any(dim=-1).all())
 
-    def _materialised(self, q, k, v, allowed):
+    @staticmethod
+    def _hooked(point: HookPoint, t: torch.Tensor, batch) -> torch.Tensor:
+        """Run a [Z, H, T, T] tensor through `point` as [*batch, H, T, T] (so a stack's hooks see [E, B, ...])."""
+        return point(t.view(*batch, *t.shape[1:])).reshape(t.shape) if point.active else t
+
+    def _materialised(self, q, k, v, allowed, batch):
         scores = torch.einsum("zqhd,zkhd->zhqk", q, k)  # [Z, H, T, T]
         if self.kind == "softmax":
             scores = scores / math.sqrt(self.d_head)
             if allowed is not None:
                 has_key = allowed.any(dim=-1, keepdim=True)  # a query with no key gets a zero row
                 scores = scores.masked_fill(~(allowed | ~has_key), float("-inf"))
-            scores = self.hook_attn_scores(scores)
+            scores = self._hooked(self.hook_attn_scores, scores, batch)
             pattern = torch.softmax(scores, dim=-1)
             if allowed is not None:
                 pattern = pattern * has_key
         else:
             if allowed is not None:
                 scores = scores * allowed
-            scores = self.hook_attn_scores(scores)
+            scores = self._hooked(self.hook_attn_scores, scores, batch)
             pattern = scores
-        pattern = self.hook_pattern(pattern)
+        pattern = self._hooked(self.hook_pattern, pattern, batch)
         return torch.einsum("zhqk,zkhd->zqhd", pattern, v)
 
 
@@ -181,20 +233,28 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN residual block: x + attn(ln1(x)), then + mlp(ln2(x))."""
+    """Pre-LN residual block: x + attn(ln1(x)), then + mlp(ln2(x)). Attention-only blocks (d_mlp = 0) have no
+    hook_resid_mid, as in TransformerLens. With `use_attn_in`, hook_attn_in [B, T, H, D] holds a copy of the
+    residual stream per head, so a patch there reaches one head's input only (path patching)."""
 
     def __init__(self, cfg: ModelConfig, n_models: int = 0):
         super().__init__()
         norm = (lambda: LayerNorm(cfg.d_model, cfg.bias, n_models)) if cfg.layernorm else nn.Identity
         self.ln1, self.attn = norm(), Attention(cfg, n_models)
         self.ln2, self.mlp = (norm(), MLP(cfg, n_models)) if cfg.mlp_width else (None, None)
-        self.hook_resid_pre, self.hook_attn_out, self.hook_resid_mid = HookPoint(), HookPoint(), HookPoint()
+        self.hook_resid_pre, self.hook_attn_in, self.hook_attn_out = HookPoint(), HookPoint(), HookPoint()
+        self.hook_resid_mid = HookPoint() if self.mlp is not None else None
         self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint()
+        self.use_attn_in = False
 
     def forward(self, x, key_padding=None):  # [*batch, T, D]
         x = self.hook_resid_pre(x)
-        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln1(x), key_padding)))
+        attn_in = x
+        if self.use_attn_in:  # [*batch, T, H, D]
+            attn_in = self.hook_attn_in(x.unsqueeze(-2).expand(*x.shape[:-1], self.attn.H, x.shape[-1]).clone())
+        x = x + self.hook_attn_out(self.attn(self.ln1(attn_in), key_padding, per_head=self.use_attn_in))
         if self.mlp is not None:
+            x = self.hook_resid_mid(x)
             x = x + self.hook_mlp_out(self.mlp(self.ln2(x)))
         return self.hook_resid_post(x)
 
@@ -217,7 +277,8 @@ class Transformer(HookedModule):
         self.embed = {"vector": lambda: Linear(cfg.d_in, D, cfg.bias, E), "identity": nn.Identity,
                       "tokens": lambda: Embedding(cfg.vocab_size, D, E)}[cfg.input]()
         self.pos_embed = Embedding(cfg.max_len, D, E) if cfg.pos == "learned" else None
-        self.hook_embed, self.hook_pos_embed = HookPoint(), HookPoint()  # [B, T, D]
+        self.hook_embed = HookPoint()  # [B, T, D]
+        self.hook_pos_embed = HookPoint() if self.pos_embed is not None else None  # [B, T, D]
         self.blocks = nn.ModuleList(Block(cfg, E) for _ in range(cfg.n_layers))
         if cfg.tied:
             for block in self.blocks[1:]:
@@ -262,7 +323,8 @@ class Transformer(HookedModule):
         if self.pos_embed is not None:
             if T > self.cfg.max_len:
                 raise ValueError(f"sequence of {T} tokens is longer than model.max_len = {self.cfg.max_len}")
-            x = x + self.hook_pos_embed(self.pos_embed.table(T))
+            pos = self.pos_embed.table(T).expand(x.shape)  # [B, T, D], a broadcast view unless a hook reads it
+            x = x + self.hook_pos_embed(pos.contiguous() if self.hook_pos_embed.active else pos)
         for block in self.blocks:
             x = block(x, key_padding)
         x = self.ln_final(x)
@@ -270,6 +332,17 @@ class Transformer(HookedModule):
             return -x[..., -1]
         out = self.unembed(x)
         return out.squeeze(-1) if self.cfg.output == "scalar" else out
+
+    def set_use_attn_result(self, use: bool) -> None:
+        """Compute attention's output per head so blocks.{l}.attn.hook_result [B, T, H, D] exists (TransformerLens)."""
+        for block in self.blocks:
+            block.attn.use_attn_result = use
+
+    def set_use_attn_in(self, use: bool) -> None:
+        """Give each head its own copy of the residual stream at blocks.{l}.hook_attn_in [B, T, H, D]
+        (TransformerLens), so a patch there reaches one head only."""
+        for block in self.blocks:
+            block.use_attn_in = use
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

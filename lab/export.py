@@ -1,0 +1,216 @@
+"""Export a run to TransformerLens (`HookedTransformer`, transformer-lens 3.x: the last release line with it; 4.x
+replaced it by TransformerBridge) and to safetensors.
+
+What TransformerLens can express: softmax attention with a causal or no mask, learned or rotary positions (ours
+rotate adjacent pairs: rotary_adjacent_pairs=True) or none (W_pos = 0), GELU (exact) or ReLU MLPs or none,
+LayerNorm or none, biases or none (zeros), tied blocks (copied into every block), token, scalar or class read-outs.
+Linear attention, the context mask and the von Oswald read-out have no counterpart and are refused in one line.
+
+The vector read-in has no TransformerLens counterpart either (its embedding takes token ids): the exported model has
+a 1-token vocabulary with W_E = 0, and `read_in(run_model, inputs)` gives the tokens and a hook on hook_embed
+that writes our read-in's output there, so every TransformerLens hook downstream sees what ours does:
+
+    tl = to_transformer_lens(run)
+    tokens, hooks = read_in(run.model, run.format.encode(prompts))
+    logits, cache = ...; with tl.hooks(fwd_hooks=hooks): logits, cache = tl.run_with_cache(tokens)
+    # or, skipping the embeddings: tl(residual, start_at_layer=0) with residual = hook_embed + hook_pos_embed
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .config import ModelConfig
+from .runs import RunFileError, atomic_write_bytes, atomic_write_json
+
+SAFETENSORS = "model.safetensors"
+
+
+class ExportError(ValueError):
+    """A model TransformerLens cannot express; the message is one line saying what and why."""
+
+
+def unsupported(cfg: ModelConfig) -> str | None:
+    """Why a model with this config has no TransformerLens counterpart (None when it has one)."""
+    if cfg.arch != "transformer":
+        return f"model.arch = {cfg.arch} is not a transformer"
+    if cfg.attn != "softmax":
+        return "linear attention (model.attn = linear) has no TransformerLens counterpart (its attention is softmax)"
+    if cfg.mask == "context":
+        return "the context mask (keys from context tokens only) has no TransformerLens counterpart (causal or none)"
+    if cfg.output == "minus_last":
+        return "the von Oswald read-out (minus the last coordinate) has no TransformerLens counterpart"
+    return None
+
+
+def tl_config_dict(cfg: ModelConfig, dtype: torch.dtype = torch.float32) -> dict:
+    """The HookedTransformerConfig arguments for a model with this config."""
+    reason = unsupported(cfg)
+    if reason:
+        raise ExportError(f"cannot export to TransformerLens: {reason}")
+    d_head = cfg.d_model // cfg.n_heads
+    out = dict(n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads, d_head=d_head, n_ctx=cfg.max_len,
+               d_vocab=cfg.vocab_size if cfg.input == "tokens" else 1,
+               d_vocab_out=cfg.n_classes if cfg.output == "classes" else 1,
+               act_fn=cfg.act, normalization_type="LN" if cfg.layernorm else None,
+               attention_dir="causal" if cfg.mask == "causal" else "bidirectional",
+               positional_embedding_type="rotary" if cfg.pos == "rotary" else "standard",
+               default_prepend_bos=False, init_weights=False, dtype=str(dtype).removeprefix("torch."))
+    if cfg.mlp_width:
+        out["d_mlp"] = cfg.mlp_width
+    else:
+        out["attn_only"] = True
+    if cfg.pos == "rotary":
+        out.update(rotary_dim=d_head, rotary_base=10000, rotary_adjacent_pairs=True)
+    return out
+
+
+def tl_state_dict(model) -> dict[str, torch.Tensor]:
+    """Our weights in TransformerLens's names and shapes (absent biases and LayerNorm biases as zeros)."""
+    cfg = model.cfg
+    H, D = cfg.n_heads, cfg.d_model
+    dh = D // H
+    p = next(model.parameters())
+
+    def bias(lin, n):
+        return lin.bias.detach() if lin.bias is not None else p.new_zeros(n)
+
+    def ln(module, prefix, sd):
+        if cfg.layernorm:
+            sd[f"{prefix}.w"] = module.weight.detach()
+            sd[f"{prefix}.b"] = module.bias.detach() if module.bias is not None else p.new_zeros(D)
+
+    sd = {}
+    if cfg.input == "tokens":
+        sd["embed.W_E"] = model.embed.weight.detach()
+    else:
+        sd["embed.W_E"] = p.new_zeros(1, D)
+    if cfg.pos != "rotary":
+        sd["pos_embed.W_pos"] = model.pos_embed.weight.detach() if model.pos_embed is not None else \
+            p.new_zeros(cfg.max_len, D)
+    for l, block in enumerate(model.blocks):
+        a, pre = block.attn, f"blocks.{l}"
+        ln(block.ln1, f"{pre}.ln1", sd)
+        for name, lin in (("Q", a.W_Q), ("K", a.W_K), ("V", a.W_V)):
+            sd[f"{pre}.attn.W_{name}"] = lin.weight.detach().view(H, dh, D).transpose(1, 2)  # [H, D, dh]
+            sd[f"{pre}.attn.b_{name}"] = bias(lin, D).view(H, dh)
+        sd[f"{pre}.attn.W_O"] = a.W_O.weight.detach().view(D, H, dh).permute(1, 2, 0)  # [H, dh, D]
+        sd[f"{pre}.attn.b_O"] = bias(a.W_O, D)
+        if block.mlp is not None:
+            ln(block.ln2, f"{pre}.ln2", sd)
+            sd[f"{pre}.mlp.W_in"] = block.mlp.fc_in.weight.detach().T  # [D, d_mlp]
+            sd[f"{pre}.mlp.b_in"] = bias(block.mlp.fc_in, cfg.mlp_width)
+            sd[f"{pre}.mlp.W_out"] = block.mlp.fc_out.weight.detach().T  # [d_mlp, D]
+            sd[f"{pre}.mlp.b_out"] = bias(block.mlp.fc_out, D)
+    ln(model.ln_final, "ln_final", sd)
+    sd["unembed.W_U"] = model.unembed.weight.detach().T  # [D, d_vocab_out]
+    sd["unembed.b_U"] = bias(model.unembed, model.unembed.weight.shape[0])
+    return {k: v.contiguous().clone() for k, v in sd.items()}
+
+
+def _plain_model(run_or_model, member: int | None):
+    """The single model to export: a Transformer, a run's model, or member i of an ensemble run."""
+    from .runs import Run
+
+    if not isinstance(run_or_model, Run):
+        if getattr(run_or_model, "n_models", 0):
+            raise ExportError("a stack of models cannot be exported as one; export a member (lab.runs.Run.member)")
+        return run_or_model
+    if run_or_model.n_members > 1:
+        if member is None:
+            raise ExportError(f"{run_or_model.path} is an ensemble of {run_or_model.n_members} models; pick one with "
+                              f"member=i (--member i), i in 0..{run_or_model.n_members - 1}")
+        return run_or_model.member(member).model
+    if member not in (None, 0):
+        raise ExportError(f"{run_or_model.path} is a single-model run; member must be omitted (or 0)")
+    return run_or_model.model
+
+
+def _hooked_transformer():
+    try:
+        from transformer_lens import HookedTransformer, HookedTransformerConfig
+    except ImportError:
+        raise ExportError("TransformerLens is not installed: pip install -e '.[tl]'") from None
+    return HookedTransformer, HookedTransformerConfig
+
+
+def to_transformer_lens(run_or_model, member: int | None = None, dtype: torch.dtype | None = None):
+    """A TransformerLens HookedTransformer with the run's weights (member i of an ensemble), in the model's dtype
+    unless `dtype` is given; see the module docstring for how to feed a vector read-in."""
+    model = _plain_model(run_or_model, member)
+    dtype = dtype or next(model.parameters()).dtype
+    HookedTransformer, HookedTransformerConfig = _hooked_transformer()
+    tl = HookedTransformer(_tl_config(HookedTransformerConfig, tl_config_dict(model.cfg, dtype)), move_to_device=False)
+    _load(tl, tl_state_dict(model), dtype)
+    return tl.to(next(model.parameters()).device).eval()
+
+
+def _tl_config(config_class, args: dict):
+    """HookedTransformerConfig from tl_config_dict's JSON-ready arguments (the dtype named as a string)."""
+    return config_class(**{**args, "dtype": getattr(torch, args.get("dtype", "float32"))})
+
+
+def _load(tl, sd: dict, dtype) -> None:
+    missing, unexpected = tl.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=False)
+    params = {name for name, _ in tl.named_parameters()}
+    if unexpected or params & set(missing):
+        raise ExportError(f"TransformerLens's model does not take these weights (missing {sorted(params & set(missing))}"
+                          f", unexpected {sorted(unexpected)}): the pinned transformer-lens release differs")
+
+
+def read_in(model, inputs: torch.Tensor):
+    """(tokens, fwd_hooks) to run an exported model on our inputs: token ids as they are; vector inputs
+    [B, T, d_in] become dummy tokens [B, T] plus a hook that writes our read-in into hook_embed."""
+    if model.cfg.input == "tokens":
+        return inputs, []
+    with torch.no_grad():
+        embedded = model.embed(inputs)  # [B, T, D]
+    tokens = torch.zeros(inputs.shape[:2], dtype=torch.long, device=inputs.device)
+    return tokens, [("hook_embed", lambda x, hook: embedded.to(x.dtype))]
+
+
+def write_transformer_lens(run, folder: Path, member: int | None = None) -> Path:
+    """Write the TransformerLens export of a run: FOLDER/config.json (HookedTransformerConfig arguments) and
+    FOLDER/model.safetensors (its state dict); `load_transformer_lens(FOLDER)` reads them back."""
+    model = _plain_model(run, member)
+    cfg = tl_config_dict(model.cfg, next(model.parameters()).dtype)
+    folder = Path(folder)
+    write_safetensors(folder / SAFETENSORS, tl_state_dict(model), {"format": "transformer_lens"})
+    atomic_write_json(folder / "config.json", cfg)
+    return folder
+
+
+def load_transformer_lens(folder):
+    """The HookedTransformer that `write_transformer_lens` (or `lab export RUN --to transformer-lens`) wrote."""
+    folder = Path(folder)
+    HookedTransformer, HookedTransformerConfig = _hooked_transformer()
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        raise RunFileError(f"{folder / 'config.json'} is not a TransformerLens export config") from None
+    tl = HookedTransformer(_tl_config(HookedTransformerConfig, cfg), move_to_device=False)
+    _load(tl, read_safetensors(folder / SAFETENSORS)[0], tl.cfg.dtype)
+    return tl.eval()
+
+
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Tensors to a safetensors file, atomically (shared or strided tensors are copied first)."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().contiguous().clone().cpu() for k, v in tensors.items()}
+    atomic_write_bytes(path, save(tensors, metadata={k: str(v) for k, v in (metadata or {}).items()}))
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) from a safetensors file; a truncated or foreign file is a RunFileError naming it."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except FileNotFoundError:
+        raise
+    except Exception:
+        raise RunFileError(f"{path} is not a readable safetensors file (truncated or not written by the lab)") from None
