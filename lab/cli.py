@@ -227,6 +227,30 @@ def cmd_probe(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """A run's model for other tools: TransformerLens (a HookedTransformer's config and weights) or a shareable
+    run folder whose weights are safetensors (config.json + model.safetensors, loadable with lab.load_run)."""
+    from pathlib import Path
+
+    from . import export
+
+    run = _load(args)
+    default = "transformer-lens" if args.to == "transformer-lens" else "shared"
+    out = Path(args.out) if args.out else run.path / "export" / default
+    if args.to == "transformer-lens":
+        export.tl_config_dict(run.model.cfg)  # refuses, in one line, before anything is written
+        folder = export.write_transformer_lens(run, out)
+        load = f"lab.export.load_transformer_lens({str(folder)!r})"
+    else:
+        folder = export.write_run_safetensors(run, out)
+        load = f"lab.load_run({str(folder)!r})"
+    if args.json:
+        _print_json({"run": str(run.path), "to": args.to, "out": str(folder), "load": load})
+    else:
+        print(f"wrote {folder}; load it with {load}")
+    return 0
+
+
 def cmd_dashboard(args) -> int:
     """Serve the Streamlit dashboard on localhost (headless; the file watcher off: it trips over torch) until
     Ctrl-C or SIGTERM; the server, and any job started from its pages, is stopped with this command."""
@@ -324,6 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=list(PROBE_KINDS), metavar="KIND",
                    help="; ".join(f"{k}: {v}" for k, v in PROBE_KINDS.items()))
     p.add_argument("--n-prompts", type=int, default=1000, help=N_PROMPTS_HELP)
+
+    p = add("export", cmd_export, "write a run's model for TransformerLens, or as a run folder with safetensors "
+                                  "weights only (no pickle)")
+    p.add_argument("run", help="a run folder")
+    p.add_argument("--to", choices=["transformer-lens", "safetensors"], default="transformer-lens",
+                   help="transformer-lens: config.json + model.safetensors for lab.export.load_transformer_lens "
+                        "(softmax attention, causal or no mask); safetensors: config.json + model.safetensors, a run "
+                        "folder lab.load_run reads (default %(default)s)")
+    p.add_argument("--member", type=int, help="member i of an ensemble run (its folder RUN/members/i)")
+    p.add_argument("--out", help="folder to write (default RUN/export/transformer-lens or RUN/export/shared)")
 
     p = add("dashboard", cmd_dashboard, "serve the Streamlit dashboard on localhost (reads $LAB_RUNS) until Ctrl-C",
             json=False)

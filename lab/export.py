@@ -18,14 +18,13 @@ that writes our read-in's output there, so every TransformerLens hook downstream
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
 
 from .config import ModelConfig
-from .runs import RunFileError, atomic_write_bytes, atomic_write_json
-
-SAFETENSORS = "model.safetensors"
+from .runs import CONFIG, WEIGHTS, RunFileError, atomic_write_json, read_safetensors, write_safetensors
 
 
 class ExportError(ValueError):
@@ -133,7 +132,14 @@ def _hooked_transformer():
         from transformer_lens import HookedTransformer, HookedTransformerConfig
     except ImportError:
         raise ExportError("TransformerLens is not installed: pip install -e '.[tl]'") from None
-    return HookedTransformer, HookedTransformerConfig
+
+    def build(args: dict):
+        with warnings.catch_warnings():  # 3.x marks HookedTransformer deprecated; it is the release line we pin
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return HookedTransformer(HookedTransformerConfig(**{**args, "dtype": getattr(torch, args["dtype"])}),
+                                     move_to_device=False)
+
+    return build
 
 
 def to_transformer_lens(run_or_model, member: int | None = None, dtype: torch.dtype | None = None):
@@ -141,15 +147,9 @@ def to_transformer_lens(run_or_model, member: int | None = None, dtype: torch.dt
     unless `dtype` is given; see the module docstring for how to feed a vector read-in."""
     model = _plain_model(run_or_model, member)
     dtype = dtype or next(model.parameters()).dtype
-    HookedTransformer, HookedTransformerConfig = _hooked_transformer()
-    tl = HookedTransformer(_tl_config(HookedTransformerConfig, tl_config_dict(model.cfg, dtype)), move_to_device=False)
+    tl = _hooked_transformer()(tl_config_dict(model.cfg, dtype))
     _load(tl, tl_state_dict(model), dtype)
-    return tl.to(next(model.parameters()).device).eval()
-
-
-def _tl_config(config_class, args: dict):
-    """HookedTransformerConfig from tl_config_dict's JSON-ready arguments (the dtype named as a string)."""
-    return config_class(**{**args, "dtype": getattr(torch, args.get("dtype", "float32"))})
+    return tl.to(next(model.parameters()).device, print_details=False).eval()
 
 
 def _load(tl, sd: dict, dtype) -> None:
@@ -177,40 +177,28 @@ def write_transformer_lens(run, folder: Path, member: int | None = None) -> Path
     model = _plain_model(run, member)
     cfg = tl_config_dict(model.cfg, next(model.parameters()).dtype)
     folder = Path(folder)
-    write_safetensors(folder / SAFETENSORS, tl_state_dict(model), {"format": "transformer_lens"})
+    write_safetensors(folder / WEIGHTS, tl_state_dict(model), {"format": "transformer_lens"})
     atomic_write_json(folder / "config.json", cfg)
+    return folder
+
+
+def write_run_safetensors(run, folder: Path) -> Path:
+    """A copy of a run that holds no pickle: its config.json and its weights as FOLDER/model.safetensors (with the
+    step), which lab.load_run reads; for sharing a trained model."""
+    folder = Path(folder)
+    write_safetensors(folder / WEIGHTS, run.model.state_dict(), {"step": run.step, "from": str(run.path)})
+    atomic_write_json(folder / CONFIG, run.config.to_dict())
     return folder
 
 
 def load_transformer_lens(folder):
     """The HookedTransformer that `write_transformer_lens` (or `lab export RUN --to transformer-lens`) wrote."""
     folder = Path(folder)
-    HookedTransformer, HookedTransformerConfig = _hooked_transformer()
+    build = _hooked_transformer()
     try:
         cfg = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
         raise RunFileError(f"{folder / 'config.json'} is not a TransformerLens export config") from None
-    tl = HookedTransformer(_tl_config(HookedTransformerConfig, cfg), move_to_device=False)
-    _load(tl, read_safetensors(folder / SAFETENSORS)[0], tl.cfg.dtype)
+    tl = build(cfg)
+    _load(tl, read_safetensors(folder / WEIGHTS)[0], tl.cfg.dtype)
     return tl.eval()
-
-
-def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """Tensors to a safetensors file, atomically (shared or strided tensors are copied first)."""
-    from safetensors.torch import save
-
-    tensors = {k: v.detach().contiguous().clone().cpu() for k, v in tensors.items()}
-    atomic_write_bytes(path, save(tensors, metadata={k: str(v) for k, v in (metadata or {}).items()}))
-
-
-def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) from a safetensors file; a truncated or foreign file is a RunFileError naming it."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-    except FileNotFoundError:
-        raise
-    except Exception:
-        raise RunFileError(f"{path} is not a readable safetensors file (truncated or not written by the lab)") from None

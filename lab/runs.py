@@ -16,6 +16,8 @@ import warnings
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save
 
 import tasks
 
@@ -24,6 +26,7 @@ from .model import Transformer, model_class
 from .runlock import holder
 
 CONFIG, METRICS, CHECKPOINT, STATUS = "config.json", "metrics.jsonl", "checkpoint.pt", "status.json"
+WEIGHTS = "model.safetensors"  # the weights alone, beside each checkpoint: a run can be shared without any pickle
 
 
 def runs_root() -> Path:
@@ -135,6 +138,23 @@ def safe_torch_load(path: Path, map_location="cpu") -> dict:
     return ckpt
 
 
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Tensors to a safetensors file, atomically (shared or strided tensors are copied first)."""
+    tensors = {k: v.detach().contiguous().clone().cpu() for k, v in tensors.items()}
+    atomic_write_bytes(path, save(tensors, metadata={k: str(v) for k, v in (metadata or {}).items()}))
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) from a safetensors file; a truncated or foreign file is a RunFileError naming it."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except FileNotFoundError:
+        raise
+    except Exception:
+        raise RunFileError(f"{path} is not a readable safetensors file (truncated or not written by the lab)") from None
+
+
 def read_json_file(path: Path) -> dict:
     """A JSON object from a run-folder file; a truncated, empty or foreign file is a RunFileError naming it."""
     try:
@@ -207,18 +227,24 @@ class Run:
     def model(self) -> Transformer:
         if self._model is None:
             ckpt = self.path / CHECKPOINT
-            if not ckpt.is_file():
+            if not ckpt.is_file() and not (self.path / WEIGHTS).is_file():
                 raise FileNotFoundError(f"{self.path} has no checkpoint yet")
             if self.n_members > 1:
                 raise ValueError(f"{self.path} is an ensemble of {self.n_members} models; pick one with "
                                  f"run.member(i) (or --member i), i in 0..{self.n_members - 1}")
             model = model_class(self.config.model)(self.config.model)
-            state = safe_torch_load(ckpt)
+            if ckpt.is_file():
+                state = safe_torch_load(ckpt)
+                weights, step = state["model"], state["step"]
+            else:  # a run shared as config.json + model.safetensors
+                ckpt = self.path / WEIGHTS
+                weights, meta = read_safetensors(ckpt)
+                step = int(meta["step"]) if meta.get("step", "").isdigit() else None
             try:
-                model.load_state_dict(state["model"])
+                model.load_state_dict(weights)
             except RuntimeError:  # missing, unexpected or misshapen weights
                 raise RunFileError(f"{ckpt} does not hold the weights of the model in {CONFIG}") from None
-            self.step = state["step"]
+            self.step = step
             self._model = model.to(self.device).eval()
         return self._model
 

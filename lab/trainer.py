@@ -22,9 +22,9 @@ from .ensemble import EnsembleTrainer, is_ensemble
 from .losses import pointwise_loss, set_cross_entropy
 from .model import Transformer, build_model
 from .optimizers import SignMomentum
-from .runs import (CHECKPOINT, CONFIG, METRICS, STATUS, Run, RunFileError, atomic_torch_save, atomic_write_bytes,
+from .runs import (CHECKPOINT, CONFIG, METRICS, STATUS, WEIGHTS, Run, RunFileError, atomic_torch_save, atomic_write_bytes,
                    atomic_write_json, make_out_folder, new_run_dir, read_json_file, read_metrics,
-                   resume_command, safe_torch_load)
+                   resume_command, safe_torch_load, write_safetensors)
 from .schedule import data_seed, lr_at
 
 
@@ -269,7 +269,9 @@ def _train_held(cfg: RunConfig, device, out: Path, quiet: bool, callback) -> Run
             engine.check_healthy()
         except Diverged as e:
             fail(step, str(e))
-        atomic_torch_save(out / CHECKPOINT, {"step": step, **engine.state_dict()})
+        state = engine.state_dict()
+        write_safetensors(out / WEIGHTS, state["model"], {"step": step})
+        atomic_torch_save(out / CHECKPOINT, {"step": step, **state})
         atomic_write_json(out / STATUS, {"status": "done" if step >= tc.steps else "running", "step": step,
                                          "steps": tc.steps})
 

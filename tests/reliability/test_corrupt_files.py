@@ -19,7 +19,8 @@ from lab.cli import main
 
 SMALL = ["task.d=3", "task.n_points=5", "model.n_layers=1", "model.d_model=16", "train.batch_size=8",
          "train.steps=20", "train.checkpoint_every=10", "train.log_every=5"]
-FILES = ["config.json", "status.json", "metrics.jsonl", "checkpoint.pt", "eval/icl_curve.json", "eval/match.json"]
+FILES = ["config.json", "status.json", "metrics.jsonl", "checkpoint.pt", "model.safetensors", "eval/icl_curve.json",
+         "eval/match.json"]
 KINDS = ["truncated", "emptied", "garbage", "malicious-pickle", "malicious-torch-file"]
 MAIN = str(Path(__file__).parents[2] / "app" / "main.py")
 PAGES = ["views/runs.py", "views/icl_curve.py", "views/inside.py", "views/algorithm.py", "views/tour.py",
