@@ -285,7 +285,11 @@ class _Parser(argparse.ArgumentParser):
 PROBE_KINDS = {"match": "best GD/ridge/OLS by SPD (Akyurek)", "readout": "per-layer Newton/GD iterations (Fu)",
                "probe": "R^2 of w_OLS and X^T y per layer (Akyurek)",
                "construction": "LSA weights vs the GD construction (von Oswald)",
-               "search": "reachable sets per layer and the attention trace of a graph-search run (Saparov)"}
+               "search": "reachable sets per layer and the attention trace of a graph-search run (Saparov)",
+               "lens": "logit lens and trained read-outs: error by layer and k",
+               "dla": "direct attribution of the query prediction to heads, MLPs, embeddings",
+               "patching": "exact vs attribution patching, and path patching between heads",
+               "ablation": "each head zero-ablated: the ICL curve without it, heads ranked"}
 N_PROMPTS_HELP = "fresh prompts to evaluate on (default %(default)s)"
 
 

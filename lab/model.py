@@ -327,7 +327,11 @@ class Transformer(HookedModule):
             x = x + self.hook_pos_embed(pos.contiguous() if self.hook_pos_embed.active else pos)
         for block in self.blocks:
             x = block(x, key_padding)
-        x = self.ln_final(x)
+        return self.readout(x)
+
+    def readout(self, resid: torch.Tensor) -> torch.Tensor:
+        """The final LayerNorm and read-out applied to a residual stream [..., T, D] (any layer's: the logit lens)."""
+        x = self.ln_final(resid)
         if self.unembed is None:
             return -x[..., -1]
         out = self.unembed(x)

@@ -6,6 +6,10 @@ readout: per-layer linear read-outs matched to Newton iterations and to GD steps
 probe:   R^2 per layer of linear and MLP probes for w_OLS and X^T y, beside an untrained control (Akyurek).
 construction: a linear self-attention run's W_KQ and W_PV beside the one-GD-step construction (von Oswald).
 search:  a graph-search run's reachable-set decoding per layer and attention trace (Saparov; probes/search.py).
+lens:    the logit lens (the read-out on every layer) beside trained per-layer read-outs, error by layer and k.
+dla:     direct attribution of the query prediction to each head, MLP and embedding.
+patching: exact activation patching beside attribution patching (their agreement), and path patching.
+ablation: each head zero-ablated, the ICL curve without it, heads ranked.
 """
 from __future__ import annotations
 
@@ -20,8 +24,12 @@ from lab.runs import atomic_write_json
 
 from . import readout
 from .constructions import gd_layer_weights, kq_pv, kq_pv_products
-from .figures import layer_iteration_heatmaps
+from .ablation import ablation_figure, format_ablation, head_ablations
+from .dla import direct_attribution, dla_figure, format_dla
+from .figures import layer_iteration_heatmaps, save_figure
+from .lens import format_lens, lens, lens_figure
 from .match import line_search_lr, match
+from .patching import format_patching, path_figure, patching_comparison_figure, patching_probe
 from .metrics import sime, spd
 from .search import format_search, search_probe
 from .solvers import path, solve
@@ -152,7 +160,15 @@ PROBES = {"match": Probe(lambda run, n: match_algorithms(run, n_prompts=n), _for
           "readout": Probe(lambda run, n: layer_iterations(run, n_test=n), _format_readout),
           "probe": Probe(lambda run, n: layer_probes(run, n_test=n), _format_probe),
           "construction": Probe(lambda run, n: construction_match(run, n_prompts=n), _format_construction),
-          "search": Probe(lambda run, n: search_probe(run, n_prompts=n), format_search)}
+          "search": Probe(lambda run, n: search_probe(run, n_prompts=n), format_search),
+          "lens": Probe(lambda run, n: lens(run, n_prompts=n), format_lens),
+          "dla": Probe(lambda run, n: direct_attribution(run, n_prompts=n), format_dla),
+          "patching": Probe(lambda run, n: patching_probe(run), format_patching),
+          "ablation": Probe(lambda run, n: head_ablations(run, n_prompts=n), format_ablation)}
+# the figures each of these writes, RUN/figures/NAME.png
+FIGURES = {"lens": {"lens": lens_figure}, "dla": {"dla": dla_figure}, "ablation": {"ablation": ablation_figure},
+           "patching": {"patching": patching_comparison_figure, "path_patching": lambda res: path_figure(res["path"])}}
+HEAD_PROBES = ("lens", "dla", "patching", "ablation")
 
 
 def not_applicable(run, kind: str) -> str | None:
@@ -166,6 +182,8 @@ def not_applicable(run, kind: str) -> str | None:
                     if kind == "search" else "compares a model with regression algorithms, and this run learns "
                     "graph search (use: search)")
         return None
+    if kind in HEAD_PROBES and cfg.model.arch != "transformer":
+        return f"reads a transformer's residual stream and heads, and this run is a {cfg.model.arch} model"
     if cfg.task.name != "linear_regression":
         return f"compares a model with regression algorithms, and this run learns {cfg.task.name} functions"
     if kind in ("readout", "probe") and cfg.task.format == "stacked":
@@ -187,4 +205,6 @@ def probe_run(run, kind: str, n_prompts: int = 1000) -> dict:
     atomic_write_json(run.path / "eval" / f"{kind}.json", res)
     if kind == "readout":
         layer_iteration_heatmaps(res, run.path / "figures" / "readout.png", title=run.path.name)
+    for name, figure in FIGURES.get(kind, {}).items():
+        save_figure(figure(res), run.path / "figures" / f"{name}.png")
     return res
