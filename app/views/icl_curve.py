@@ -2,7 +2,7 @@
 prompts or on shifted ones (Garg et al. fig. 2 and their out-of-distribution tests)."""
 import streamlit as st
 
-from app import common
+from app import charts, common
 from probes.icl_curve import icl_curve, plot_curve, shifted_task
 
 st.title("In-context curve")
@@ -40,7 +40,8 @@ if run is not None:
         view = {**result, "curves": {n: c for n, c in result["curves"].items() if n == "model" or n in shown}}
         left, right = st.columns([3, 2])
         with left:
-            common.image(plot_curve(view))
+            st.altair_chart(charts.curve_chart(view), key="icl_chart")  # hover a point for its value and band
+            st.download_button("Download as PNG", plot_curve(view), "icl_curve.png", "image/png", key="curve_png")
         with right:
             k = min(d_active, len(result["k"]) - 1)
             model = result["curves"]["model"]["mean"]

@@ -90,3 +90,50 @@ def test_graph_page_draws_the_selected_graph_run(server, browser):
     assert page.locator('[data-testid="stImage"]').count() >= 2  # the graph and the accuracy-by-lookahead figure
     page.screenshot(path=str(_shots() / "graph_search-run.png"), full_page=True)
     page.close()
+
+
+def _hover_until_tooltip(page, chart, needle: str) -> tuple[str, float, float]:
+    """Move the mouse over a grid of points of `chart` until Vega's tooltip shows text containing `needle`;
+    returns the tooltip's text and where the mouse is."""
+    box = chart.bounding_box()
+    for fy in (0.5, 0.4, 0.6, 0.3, 0.7):
+        for fx in (0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8):
+            x, y = box["x"] + fx * box["width"], box["y"] + fy * box["height"]
+            page.mouse.move(x, y)
+            page.wait_for_timeout(150)
+            tip = page.locator("#vg-tooltip-element.visible")
+            if tip.count() and needle in tip.inner_text():
+                return tip.inner_text(), x, y
+    pytest.fail(f"no tooltip with {needle!r} over the chart")
+
+
+def test_interactive_charts_show_values_on_hover_and_a_click_picks_the_example(server, browser):
+    """The attention chart: hovering a cell shows its query, key and weight; clicking it picks the key token's
+    example for editing. The ICL curve: hovering a point shows its error."""
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})
+    page.goto(f"{server}/inside")
+    _settle(page, "Inside the model")
+    pattern = page.locator('[data-testid="stVegaLiteChart"]').first
+    pattern.wait_for(timeout=60_000)
+    pattern.scroll_into_view_if_needed()
+    text, x, y = _hover_until_tooltip(page, pattern, "attention")
+    assert "query" in text and "layer" in text, text
+    page.screenshot(path=str(_shots() / "inside-tooltip.png"))
+    key = text.split("key")[1].split()[0]  # the key token under the mouse, e.g. "y2"
+    example = min(int(key[1:]), 10)  # tiny-linreg: 11 points, examples 1..10 can be edited
+    page.mouse.click(x, y)
+    picker = page.locator('[data-testid="stSelectbox"]').filter(has_text="Example to edit")
+    deadline = time.time() + 60
+    while picker.locator("input").input_value() != f"example {example}" and time.time() < deadline:
+        page.wait_for_timeout(250)
+    assert picker.locator("input").input_value() == f"example {example}", key
+    _settle(page, "Inside the model")
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(_shots() / "inside-picked.png"), full_page=True)
+    page.goto(f"{server}/icl_curve")
+    _settle(page, "In-context curve")
+    curve = page.locator('[data-testid="stVegaLiteChart"]').first
+    curve.scroll_into_view_if_needed()
+    text, _, _ = _hover_until_tooltip(page, curve, "error")
+    assert "predictor" in text and "k" in text, text
+    page.close()
