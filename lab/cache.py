@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 import torch
 
+from .model import per_model
+
 BLOCK = {"resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "attn_in"}
 ATTN = {"q", "k", "v", "z", "rot_q", "rot_k", "result", "attn_scores", "pattern"}
 MLP = {"pre", "post"}
@@ -86,12 +88,6 @@ class ActivationCache(Mapping):
     @property
     def n_layers(self) -> int:
         return self.model.cfg.n_layers
-
-    def _per_model(self, weight: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """A per-model vector [(E,) X] shaped to broadcast against like [C, (E,) B, T, X]."""
-        if weight.dim() == 1:
-            return weight
-        return weight.view(weight.shape[0], *([1] * (like.dim() - 3)), weight.shape[-1])
 
     def _ln(self, layer: int | None, mlp_input: bool):
         """The LayerNorm that reads the residual at (layer, mlp_input); None when the model has none."""
@@ -168,7 +164,7 @@ class ActivationCache(Mapping):
             if f"blocks.{l}.attn.hook_result" in self.cache_dict:
                 result = self["result", l]
             else:
-                result = head_results(self.model.blocks[l].attn, self["z", l])  # [(E,) B, T, H, D]
+                result = self.model.blocks[l].attn.head_results(self["z", l])  # [(E,) B, T, H, D]
             parts += list(result.movedim(-2, 0))
             labels += [f"L{l}H{h}" for h in range(result.shape[-2])]
         stack = torch.stack(parts)
@@ -201,7 +197,8 @@ class ActivationCache(Mapping):
         normalized = self.apply_ln_to_stack(stack)
         ln = self._ln(None, False)
         if ln is not None:
-            normalized = normalized * self._per_model(ln.weight, normalized)
+            w = ln.weight  # [(E,) D] against normalized [C, (E,) B, T, D]
+            normalized = normalized * (w if w.dim() == 1 else per_model(w, normalized.dim() - 1))
         unembed = self.model.unembed
         if unembed is None:
             return -normalized[..., -1]
@@ -228,13 +225,6 @@ class ActivationCache(Mapping):
         if unembed.bias is not None:
             out = out + unembed.bias
         return out[..., 0] if self.model.cfg.output == "scalar" else out
-
-
-def head_results(attn, z: torch.Tensor) -> torch.Tensor:
-    """Per-head outputs [(E,) B, T, H, D] from z [(E,) B, T, H, dh] and W_O (without its bias): what
-    attn.hook_result holds when use_attn_result is on."""
-    W = attn.W_O.weight.view(*attn.W_O.weight.shape[:-1], attn.H, attn.d_head)  # [(E,) D, H, dh]
-    return torch.einsum("...thk,dhk->...thd", z, W) if W.dim() == 3 else torch.einsum("e...thk,edhk->e...thd", z, W)
 
 
 def _pick(out: torch.Tensor, classes) -> torch.Tensor:

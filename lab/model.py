@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import kernels
-from .cache import head_results
 from .challengers import ARCHITECTURES
 from .config import ModelConfig
 from .hooks import HookedModule, HookPoint
@@ -36,6 +35,12 @@ def rotary(x: torch.Tensor) -> torch.Tensor:
     cos, sin = angle.cos()[:, None].to(x.dtype), angle.sin()[:, None].to(x.dtype)  # [T, 1, dh/2]
     even, odd = x[..., 0::2], x[..., 1::2]
     return torch.stack([even * cos - odd * sin, even * sin + odd * cos], -1).flatten(-2)
+
+
+def per_model(p: torch.Tensor, ndim: int) -> torch.Tensor:
+    """A stack's per-model tensor p [E, *rest] as [E, 1, ..., 1, *rest] with `ndim` dims: it broadcasts over
+    activations [E, ..., *rest]."""
+    return p.view(p.shape[0], *([1] * (ndim - p.dim())), *p.shape[1:])
 
 
 class Linear(nn.Linear):
@@ -82,11 +87,11 @@ class LayerNorm(nn.LayerNorm):
 
     def affine(self, y):
         """y * weight + bias, with a stack's weights broadcast over y [E, ..., D]."""
-        if self.weight.dim() == 1:
-            return y * self.weight if self.bias is None else y * self.weight + self.bias
-        shape = (y.shape[0],) + (1,) * (y.dim() - 2) + (y.shape[-1],)
-        y = y * self.weight.view(shape)
-        return y if self.bias is None else y + self.bias.view(shape)
+        stacked = self.weight.dim() == 2
+        y = y * (per_model(self.weight, y.dim()) if stacked else self.weight)
+        if self.bias is None:
+            return y
+        return y + (per_model(self.bias, y.dim()) if stacked else self.bias)
 
 
 class Embedding(nn.Embedding):
@@ -146,7 +151,7 @@ class Attention(nn.Module):
         if lin.bias is None:
             return out
         b = lin.bias.view(*lin.bias.shape[:-1], self.H, self.d_head)  # [(E,) H, dh]
-        return out + (b if b.dim() == 2 else b.view(b.shape[0], *([1] * (out.dim() - 3)), self.H, self.d_head))
+        return out + (b if b.dim() == 2 else per_model(b, out.dim()))
 
     def forward(self, x, key_padding=None, per_head: bool = False):
         # x [*batch, T, D] (or [*batch, T, H, D] per head, from hook_attn_in); key_padding [*batch, T] bool or None
@@ -172,12 +177,19 @@ class Attention(nn.Module):
         z = self.hook_z(z.reshape(q.shape))  # [*batch, T, H, dh]
         if not self.use_attn_result:
             return self.W_O(z.reshape(*batch, T, D))
-        result = self.hook_result(head_results(self, z))  # [*batch, T, H, D]
+        result = self.hook_result(self.head_results(z))  # [*batch, T, H, D]
         out = result.sum(-2)
         if self.W_O.bias is None:
             return out
         b = self.W_O.bias
-        return out + (b if b.dim() == 1 else b.view(b.shape[0], *([1] * (out.dim() - 2)), D))
+        return out + (b if b.dim() == 1 else per_model(b, out.dim()))
+
+    def head_results(self, z: torch.Tensor) -> torch.Tensor:
+        """Each head's output [*batch, T, H, D] from z [*batch, T, H, dh] through its slice of W_O, without the bias
+        (what hook_result holds; their sum plus the bias is the attention output)."""
+        W = self.W_O.weight.view(*self.W_O.weight.shape[:-1], self.H, self.d_head)  # [(E,) D, H, dh]
+        return torch.einsum("...thk,dhk->...thd", z, W) if W.dim() == 3 else \
+            torch.einsum("e...thk,edhk->e...thd", z, W)
 
     def _path(self, x, T: int, padded: bool) -> str:
         if self.hook_attn_scores.active or self.hook_pattern.active or self.backend == "reference":

@@ -139,8 +139,6 @@ def path_patching(run, clean: Prompts, corrupt: Prompts, min_gap: float = 1e-6) 
     of the residual stream, hook_attn_in) and the read-out (the final residual stream).
 
     Returns {"effect": [senders][receivers] fractions of the clean - corrupt gap, "senders", "receivers"}."""
-    from lab.cache import head_results
-
     clean_in, corrupt_in, clean_pred, corrupt_pred = _pair(run, clean, corrupt, min_gap)
     model = run.model
     L, H = model.cfg.n_layers, model.cfg.n_heads
@@ -153,7 +151,7 @@ def path_patching(run, clean: Prompts, corrupt: Prompts, min_gap: float = 1e-6) 
         try:
             for i, (ls, hs) in enumerate(heads):
                 attn = model.blocks[ls].attn
-                delta = (head_results(attn, c_clean["z", ls]) - head_results(attn, c_corrupt["z", ls]))[..., hs, :]
+                delta = (attn.head_results(c_clean["z", ls]) - attn.head_results(c_corrupt["z", ls]))[..., hs, :]
                 for j, (lr, hr) in enumerate(heads + [(L, None)]):
                     if lr <= ls:
                         continue

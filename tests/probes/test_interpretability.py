@@ -35,7 +35,7 @@ def run(tmp_path_factory):
 def lsa(tmp_path_factory):
     """von Oswald's one linear self-attention layer (no LayerNorm, no MLP): linear in its values."""
     return _float64(lab.train("vo-lsa-1layer", {"train.steps": 20, "train.batch_size": 64},
-                              out=tmp_path_factory.mktemp("v") / "lsa", quiet=True))
+                              out=tmp_path_factory.mktemp("v") / "lsa", quiet=True), 0.3)
 
 
 def test_logit_lens_at_the_last_layer_is_the_model_output(run):
