@@ -22,8 +22,8 @@ from .ensemble import EnsembleTrainer, is_ensemble
 from .losses import pointwise_loss, set_cross_entropy
 from .model import Transformer, build_model
 from .optimizers import SignMomentum
-from .runs import (CHECKPOINT, CONFIG, METRICS, STATUS, WEIGHTS, Run, RunFileError, atomic_torch_save, atomic_write_bytes,
-                   atomic_write_json, make_out_folder, new_run_dir, read_json_file, read_metrics,
+from .runs import (CHECKPOINT, CONFIG, METRICS, STATUS, WEIGHTS, Run, RunFileError, atomic_torch_save,
+                   atomic_write_bytes, atomic_write_json, make_out_folder, new_run_dir, read_json_file, read_metrics,
                    resume_command, safe_torch_load, write_safetensors)
 from .schedule import data_seed, lr_at
 

@@ -29,8 +29,8 @@ from .dla import direct_attribution, dla_figure, format_dla
 from .figures import layer_iteration_heatmaps, save_figure
 from .lens import format_lens, lens, lens_figure
 from .match import line_search_lr, match
-from .patching import format_patching, path_figure, patching_comparison_figure, patching_probe
 from .metrics import sime, spd
+from .patching import format_patching, path_figure, patching_comparison_figure, patching_probe
 from .search import format_search, search_probe
 from .solvers import path, solve
 
