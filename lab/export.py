@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from .config import ModelConfig
-from .runs import CONFIG, WEIGHTS, RunFileError, atomic_write_json, read_safetensors, write_safetensors
+from .runs import (CHECKPOINT, CONFIG, METRICS, WEIGHTS, RunFileError, atomic_write_json, make_out_folder,
+                   read_safetensors, write_safetensors)
 
 
 class ExportError(ValueError):
@@ -171,12 +172,22 @@ def read_in(model, inputs: torch.Tensor):
     return tokens, [("hook_embed", lambda x, hook: embedded.to(x.dtype))]
 
 
+def export_folder(folder, run) -> Path:
+    """The folder an export goes to, created; refused in one line (before anything is written) when it is the run
+    itself or any training run's folder, whose files an export would overwrite."""
+    folder = Path(folder)
+    if folder.resolve() == Path(run.path).resolve() or (folder / CHECKPOINT).exists() or (folder / METRICS).exists():
+        raise RunFileError(f"--out {folder} holds a training run; an export there would overwrite its files: choose "
+                           "a new folder")
+    return make_out_folder(folder)
+
+
 def write_transformer_lens(run, folder: Path, member: int | None = None) -> Path:
     """Write the TransformerLens export of a run: FOLDER/config.json (HookedTransformerConfig arguments) and
     FOLDER/model.safetensors (its state dict); `load_transformer_lens(FOLDER)` reads them back."""
     model = _plain_model(run, member)
     cfg = tl_config_dict(model.cfg, next(model.parameters()).dtype)
-    folder = Path(folder)
+    folder = export_folder(folder, run)
     write_safetensors(folder / WEIGHTS, tl_state_dict(model), {"format": "transformer_lens"})
     atomic_write_json(folder / "config.json", cfg)
     return folder
@@ -185,7 +196,7 @@ def write_transformer_lens(run, folder: Path, member: int | None = None) -> Path
 def write_run_safetensors(run, folder: Path) -> Path:
     """A copy of a run that holds no pickle: its config.json and its weights as FOLDER/model.safetensors (with the
     step), which lab.load_run reads; for sharing a trained model."""
-    folder = Path(folder)
+    folder = export_folder(folder, run)
     write_safetensors(folder / WEIGHTS, run.model.state_dict(), {"step": run.step, "from": str(run.path)})
     atomic_write_json(folder / CONFIG, run.config.to_dict())
     return folder

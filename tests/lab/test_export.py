@@ -137,6 +137,13 @@ def test_export_refusals_are_one_line_and_write_nothing(tmp_path):
     code, _, err = _cli(["export", str(run.path)])
     assert code == 2 and len(err.strip().splitlines()) == 1 and "linear attention" in err
     assert not (run.path / "export").exists()
+    before = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()}
+    for out in (run.path, tmp_path / "lsa-copy"):  # the run itself, and another training run's folder
+        if out != run.path:
+            lab.train("vo-lsa-1layer", ["train.steps=1", "train.batch_size=8"], out=out, quiet=True)
+        code, _, err = _cli(["export", str(run.path), "--to", "safetensors", "--out", str(out)])
+        assert code == 2 and "holds a training run" in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()} == before
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "config.json").write_text((run.path / "config.json").read_text())
     (tmp_path / "bad" / "model.safetensors").write_bytes(b"\x00" * 40)
