@@ -12,8 +12,12 @@ that writes our read-in's output there, so every TransformerLens hook downstream
 
     tl = to_transformer_lens(run)
     tokens, hooks = read_in(run.model, run.format.encode(prompts))
-    logits, cache = ...; with tl.hooks(fwd_hooks=hooks): logits, cache = tl.run_with_cache(tokens)
+    with tl.hooks(fwd_hooks=hooks):
+        logits, cache = tl.run_with_cache(tokens)
     # or, skipping the embeddings: tl(residual, start_at_layer=0) with residual = hook_embed + hook_pos_embed
+
+An export folder keeps the read-in weights beside TransformerLens's (read_in.safetensors), so
+`read_in_from_export(folder, inputs)` does the same without the lab's model.
 """
 from __future__ import annotations
 
@@ -26,6 +30,9 @@ import torch
 from .config import ModelConfig
 from .runs import (CHECKPOINT, CONFIG, METRICS, WEIGHTS, RunFileError, atomic_write_json, make_out_folder,
                    read_safetensors, write_safetensors)
+
+
+READ_IN = "read_in.safetensors"
 
 
 class ExportError(ValueError):
@@ -167,8 +174,23 @@ def read_in(model, inputs: torch.Tensor):
     if model.cfg.input == "tokens":
         return inputs, []
     with torch.no_grad():
-        embedded = model.embed(inputs)  # [B, T, D]
-    tokens = torch.zeros(inputs.shape[:2], dtype=torch.long, device=inputs.device)
+        return _embedding_hook(model.embed(inputs))
+
+
+def read_in_from_export(folder, inputs: torch.Tensor):
+    """`read_in` without the lab's model: the read-in weights an export of a vector-input run keeps beside the
+    TransformerLens weights (FOLDER/read_in.safetensors). Token-id inputs pass through."""
+    path = Path(folder) / READ_IN
+    if not path.is_file():
+        return inputs, []
+    weights, _ = read_safetensors(path)
+    W, b = weights["weight"].to(inputs.dtype), weights["bias"].to(inputs.dtype)  # [D, d_in], [D]
+    return _embedding_hook(inputs @ W.T + b)
+
+
+def _embedding_hook(embedded: torch.Tensor):
+    """Dummy tokens [B, T] and a hook writing `embedded` [B, T, D] into TransformerLens's hook_embed."""
+    tokens = torch.zeros(embedded.shape[:2], dtype=torch.long, device=embedded.device)
     return tokens, [("hook_embed", lambda x, hook: embedded.to(x.dtype))]
 
 
@@ -183,12 +205,17 @@ def export_folder(folder, run) -> Path:
 
 
 def write_transformer_lens(run, folder: Path, member: int | None = None) -> Path:
-    """Write the TransformerLens export of a run: FOLDER/config.json (HookedTransformerConfig arguments) and
-    FOLDER/model.safetensors (its state dict); `load_transformer_lens(FOLDER)` reads them back."""
+    """Write the TransformerLens export of a run: FOLDER/config.json (HookedTransformerConfig arguments),
+    FOLDER/model.safetensors (its state dict) and, for a vector read-in, FOLDER/read_in.safetensors;
+    `load_transformer_lens(FOLDER)` and `read_in_from_export(FOLDER, inputs)` read them back."""
     model = _plain_model(run, member)
     cfg = tl_config_dict(model.cfg, next(model.parameters()).dtype)
     folder = export_folder(folder, run)
     write_safetensors(folder / WEIGHTS, tl_state_dict(model), {"format": "transformer_lens"})
+    if model.cfg.input == "vector":  # TransformerLens has no place for it: kept beside (read_in_from_export)
+        embed = model.embed
+        bias = embed.bias if embed.bias is not None else embed.weight.new_zeros(embed.weight.shape[0])
+        write_safetensors(folder / READ_IN, {"weight": embed.weight, "bias": bias})
     atomic_write_json(folder / "config.json", cfg)
     return folder
 

@@ -112,7 +112,7 @@ def test_lab_export_writes_what_loads_back(tmp_path):
     tl = export.load_transformer_lens(folder)
     p = run.task.sample(4, 5, seed=3)
     x = run.format.encode(p)
-    tokens, hooks = export.read_in(run.model, x)
+    tokens, hooks = export.read_in_from_export(folder, x)  # the folder alone: no lab model needed
     torch.testing.assert_close(tl.run_with_hooks(tokens, fwd_hooks=hooks)[..., 0], run.model(x), rtol=1e-5, atol=1e-6)
     # a shareable copy with no pickle: config.json + model.safetensors, read by lab.load_run
     code, out, _ = _cli(["export", str(run.path), "--to", "safetensors", "--out", str(tmp_path / "shared"), "--json"])
