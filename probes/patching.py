@@ -128,7 +128,7 @@ def agreement(exact: dict, approx: dict) -> dict:
     """How well attribution patching reproduces exact patching: Pearson correlation over the (layer, position)
     cells, and the largest absolute difference."""
     a, b = torch.tensor(exact["effect"]).flatten(), torch.tensor(approx["effect"]).flatten()
-    corr = torch.corrcoef(torch.stack([a, b]))[0, 1].item() if a.std() > 0 and b.std() > 0 else float("nan")
+    corr = torch.corrcoef(torch.stack([a, b]))[0, 1].item() if a.std() > 0 and b.std() > 0 else None  # JSON: no NaN
     return {"correlation": corr, "max_abs_difference": (a - b).abs().max().item()}
 
 
@@ -147,6 +147,7 @@ def path_patching(run, clean: Prompts, corrupt: Prompts, min_gap: float = 1e-6) 
         _, c_clean = model.run_with_cache(clean_in, names_filter=lambda n: n.endswith("hook_z"))
         _, c_corrupt = model.run_with_cache(corrupt_in, names_filter=lambda n: n.endswith("hook_z"))
         effect = torch.full((len(heads), len(heads) + 1), float("nan"), dtype=torch.float64)
+        was_on = model.blocks[0].use_attn_in
         model.set_use_attn_in(True)
         try:
             for i, (ls, hs) in enumerate(heads):
@@ -167,7 +168,7 @@ def path_patching(run, clean: Prompts, corrupt: Prompts, min_gap: float = 1e-6) 
                         patched = _query_output(run, corrupt_in).item()
                     effect[i, j] = (patched - corrupt_pred) / (clean_pred - corrupt_pred)
         finally:
-            model.set_use_attn_in(False)
+            model.set_use_attn_in(was_on)
     return {"effect": [[None if v != v else v for v in row] for row in effect.tolist()],
             "senders": [f"L{l}H{h}" for l, h in heads], "receivers": [f"L{l}H{h}" for l, h in heads] + ["read-out"],
             "clean": clean_pred, "corrupt": corrupt_pred}
@@ -239,10 +240,15 @@ def format_patching(res: dict) -> str:
                 if v is not None), key=lambda t: abs(t[2]), default=None)
     lines = [f"activation patching of {res['activation']} (clean {res['exact']['clean']:.4f}, corrupt "
              f"{res['exact']['corrupt']:.4f}): attribution patching agrees with exact patching at correlation "
-             f"{a['correlation']:.3f} (largest difference {a['max_abs_difference']:.3f})"]
+             f"{_corr(a)} (largest difference {a['max_abs_difference']:.3f})"]
     if best:
         lines.append(f"strongest path: {best[0]} -> {best[1]} restores {best[2]:+.3f} of the gap")
     return "\n".join(lines)
+
+
+def _corr(agreement: dict) -> str:
+    c = agreement["correlation"]
+    return "undefined (a constant map)" if c is None else f"{c:.3f}"
 
 
 def patching_comparison_figure(res: dict):
@@ -264,7 +270,7 @@ def patching_comparison_figure(res: dict):
     fig.colorbar(im, ax=axes[1], fraction=0.04)
     axes[2].scatter(exact.ravel(), approx.ravel(), s=10)
     axes[2].plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
-    axes[2].set(xlabel="exact", ylabel="attribution", title=f"r = {res['agreement']['correlation']:.3f}")
+    axes[2].set(xlabel="exact", ylabel="attribution", title=f"r = {_corr(res['agreement'])}")
     fig.tight_layout()
     return fig
 

@@ -96,7 +96,8 @@ elif run is not None:
                                key="attr_chart")
             a = res["agreement"]
             st.metric("Agreement of attribution with exact patching (correlation over cells)",
-                      f"{a['correlation']:.3f}", help=f"largest difference {a['max_abs_difference']:.3f}")
+                      "-" if a["correlation"] is None else f"{a['correlation']:.3f}",
+                      help=f"largest difference {a['max_abs_difference']:.3f}")
             st.markdown("**Path patching.** Only one path carries the original value: the sender head's direct "
                         "output into one receiver (a later head's input, or the read-out); everything else stays "
                         "edited.")
