@@ -238,8 +238,7 @@ def cmd_export(args) -> int:
     default = "transformer-lens" if args.to == "transformer-lens" else "shared"
     out = Path(args.out) if args.out else run.path / "export" / default
     if args.to == "transformer-lens":
-        export.tl_config_dict(run.model.cfg)  # refuses, in one line, before anything is written
-        folder = export.write_transformer_lens(run, out)
+        folder = export.write_transformer_lens(run, out)  # refuses, in one line, before anything is written
         load = f"lab.export.load_transformer_lens({str(folder)!r})"
     else:
         folder = export.write_run_safetensors(run, out)

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from .config import ModelConfig
-from .runs import (CHECKPOINT, CONFIG, METRICS, WEIGHTS, RunFileError, atomic_write_json, make_out_folder,
+from .runs import (CHECKPOINT, CONFIG, METRICS, WEIGHTS, Run, RunFileError, atomic_write_json, make_out_folder,
                    read_safetensors, write_safetensors)
 
 
@@ -119,8 +119,6 @@ def tl_state_dict(model) -> dict[str, torch.Tensor]:
 
 def _plain_model(run_or_model, member: int | None):
     """The single model to export: a Transformer, a run's model, or member i of an ensemble run."""
-    from .runs import Run
-
     if not isinstance(run_or_model, Run):
         if getattr(run_or_model, "n_models", 0):
             raise ExportError("a stack of models cannot be exported as one; export a member (lab.runs.Run.member)")

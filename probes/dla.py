@@ -23,11 +23,11 @@ def query_attributions(model, fmt, p: Prompts) -> tuple[torch.Tensor, list[str],
         if name in cache:
             parts.append(cache[name])
             labels.append(name[5:])
+    heads, head_labels = cache.stack_head_results(return_labels=True)  # [L * H, B, T, D], layer by layer
+    H = model.cfg.n_heads
     for l, block in enumerate(model.blocks):
-        heads, head_labels = cache.stack_head_results(layer=l + 1, return_labels=True)
-        H = model.cfg.n_heads
-        parts += list(heads[-H:])
-        labels += head_labels[-H:]
+        parts += list(heads[l * H:(l + 1) * H])
+        labels += head_labels[l * H:(l + 1) * H]
         if block.attn.W_O.bias is not None:
             parts.append(block.attn.W_O.bias.expand_as(cache["attn_out", l]))
             labels.append(f"L{l} attn bias")

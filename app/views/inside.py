@@ -79,7 +79,11 @@ elif run is not None:
         exact = patching.activation_patching(run, prompt, edited, activation)
         approx = patching.attribution_patching(run, prompt, edited, activation)
         return {"exact": exact, "attribution": approx, "agreement": patching.agreement(exact, approx),
-                "path": patching.path_patching(run, prompt, edited), "activation": activation, "labels": labels}
+                "activation": activation, "labels": labels}
+
+    @st.cache_data(max_entries=16, show_spinner="Patching every path between heads...")
+    def path_result(stamp, seed: int, index: int, new_y: float, x_factor: float) -> dict:  # for any activation
+        return patching.path_patching(run, prompt, edited)
 
     if new_y == round(y_now, 3) and x_factor == 1.0:
         st.info("Edit the example (its label or its x) to see where the change flows.")
@@ -101,7 +105,7 @@ elif run is not None:
             st.markdown("**Path patching.** Only one path carries the original value: the sender head's direct "
                         "output into one receiver (a later head's input, or the read-out); everything else stays "
                         "edited.")
-            path = res["path"]
+            path = path_result(stamp, int(seed), index, float(new_y), float(x_factor))
             st.altair_chart(charts.heatmap_chart(path["effect"], path["senders"], path["receivers"], "restored",
                                                  "sender (rows) -> receiver (columns)"),
                             height=charts.heatmap_height(path["senders"], path["receivers"]), key="path_chart")
