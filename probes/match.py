@@ -33,17 +33,22 @@ class MatchResult:
                 "axes": self.axes, "scores": self.scores.tolist()}
 
 
-def score(metric: str, target: torch.Tensor, candidate: torch.Tensor, prompts: Prompts, start: int = 1) -> float:
-    """How alike two prediction tables [B, n] are over columns start..n-1."""
+DEFAULT_START = {"spd": 1, "sime": 0}  # sime: Fu et al.'s code includes position 0; SPD skips the no-pair column
+
+
+def score(metric: str, target: torch.Tensor, candidate: torch.Tensor, prompts: Prompts,
+          start: int | None = None) -> float:
+    """How alike two prediction tables [B, n] are over columns start..n-1 (default: DEFAULT_START[metric])."""
+    if metric not in HIGHER_IS_BETTER:
+        raise ValueError(f"unknown metric {metric!r}; choose one of: {', '.join(HIGHER_IS_BETTER)}")
+    start = DEFAULT_START[metric] if start is None else start
     if metric == "spd":
         return spd(target[:, start:].double(), candidate[:, start:].double(), prompts.d).mean().item()
-    if metric == "sime":
-        return sime(target.double(), candidate.double(), prompts.ys.double(), start=start)
-    raise ValueError(f"unknown metric {metric!r}; choose one of: {', '.join(HIGHER_IS_BETTER)}")
+    return sime(target.double(), candidate.double(), prompts.ys.double(), start=start)
 
 
 def match(target: torch.Tensor, prompts: Prompts, family: str, grid: dict, metric: str = "spd",
-          fixed: dict | None = None, start: int = 1) -> MatchResult:
+          fixed: dict | None = None, start: int | None = None) -> MatchResult:
     """Compare predictions `target` [B, n] with probes.solve(family, prompts, **fixed, **setting) for every
     setting in the product of `grid` (name -> values) and return the best one and the grid of scores."""
     if metric not in HIGHER_IS_BETTER:

@@ -62,9 +62,11 @@ def sensitivity_difference(g_a: torch.Tensor, g_b: torch.Tensor) -> float:
     return (g_a.double() - g_b.double()).norm(dim=-1).mean().item()
 
 
-def sime(pred_a: torch.Tensor, pred_b: torch.Tensor, ys: torch.Tensor, start: int = 1) -> float:
+def sime(pred_a: torch.Tensor, pred_b: torch.Tensor, ys: torch.Tensor, start: int = 0) -> float:
     """Fu's similarity of errors: cosine between the residual vectors (pred - y over positions start..n-1)
-    of two predictors on the same sequence, averaged over sequences. Invariant to scaling either residual."""
+    of two predictors on the same sequence, averaged over sequences. Invariant to scaling either residual.
+    The default start = 0 follows Fu et al.'s code (sklearn cosine over every position, position 0 included);
+    start = 1 leaves out the position that sees no pairs (values shift by up to about 0.02)."""
     ra, rb = (pred_a - ys)[:, start:].double(), (pred_b - ys)[:, start:].double()
     return cosine(ra, rb).mean().item()
 

@@ -179,30 +179,50 @@ def path(name: str, prompts: Prompts, steps, **kwargs) -> dict[int, torch.Tensor
     return {k: v.to(prompts.ys.dtype) for k, v in out.items()}
 
 
-def lasso_fit(X, y, alpha: float = 0.1, iters: int = 1000, tol: float = 1e-10):
-    """argmin_w 1/(2N) ||X w - y||^2 + alpha ||w||_1 by FISTA (scikit-learn's Lasso objective). X [B, N, d] -> w [B, d]."""
+def lasso_kkt_violation(X, y, w, alpha: float) -> torch.Tensor:
+    """How far w [B, d] is from the Lasso optimum, per prompt [B]: with g = X^T (y - X w) / N, the largest of
+    |g_j - alpha sign(w_j)| over w_j != 0 and |g_j| - alpha over w_j = 0 (zero exactly at the optimum)."""
+    g = (X.mT @ (y - (X @ w.unsqueeze(-1)).squeeze(-1)).unsqueeze(-1)).squeeze(-1) / X.shape[1]  # [B, d]
+    off = torch.where(w != 0, (g - alpha * torch.sign(w)).abs(), (g.abs() - alpha).clamp(min=0))
+    return off.amax(-1)
+
+
+def lasso_fit(X, y, alpha: float = 0.1, tol: float = 1e-9, max_iters: int = 100_000):
+    """argmin_w 1/(2N) ||X w - y||^2 + alpha ||w||_1 (scikit-learn's Lasso objective) by FISTA with adaptive
+    restart (O'Donoghue & Candes 2015), run until every prompt's KKT violation (`lasso_kkt_violation`) is below
+    `tol`, or `max_iters`. X [B, N, d], y [B, N] -> w [B, d]. Converged prompts stop moving; a fixed iteration count
+    is not enough: below k = d the problem is not strongly convex and 1000 plain FISTA steps were 0.17 off."""
     N = X.shape[1]
     G, c = X.mT @ X / N, (X.mT @ y.unsqueeze(-1)).squeeze(-1) / N  # [B, d, d], [B, d]
-    step = 1.0 / torch.linalg.eigvalsh(G)[:, -1].clamp(min=1e-12)  # 1 / Lipschitz constant, [B]
-    w = z = c.new_zeros(c.shape)
-    t = 1.0
-    for _ in range(iters):
-        u = z - step[:, None] * ((G @ z.unsqueeze(-1)).squeeze(-1) - c)
-        w_new = torch.sign(u) * (u.abs() - step[:, None] * alpha).clamp(min=0)
-        t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
-        z = w_new + (t - 1) / t_new * (w_new - w)
-        done = (w_new - w).abs().max() < tol
-        w, t = w_new, t_new
-        if done:
-            break
-    return w
+    step = (1.0 / torch.linalg.eigvalsh(G)[:, -1].clamp(min=1e-12))[:, None]  # 1 / Lipschitz constant, [B, 1]
+    out = c.new_zeros(c.shape)
+    idx = torch.arange(c.shape[0], device=c.device)  # the prompts still running
+    w = z = out.clone()
+    t = c.new_ones(c.shape[0], 1)
+    for it in range(max_iters):
+        u = z - step * ((G @ z.unsqueeze(-1)).squeeze(-1) - c)
+        w_new = torch.sign(u) * (u.abs() - step * alpha).clamp(min=0)
+        restart = ((z - w_new) * (w_new - w)).sum(-1, keepdim=True) > 0  # momentum points uphill: drop it
+        t = torch.where(restart, torch.ones_like(t), t)
+        t_new = (1 + (1 + 4 * t * t).sqrt()) / 2
+        z, w, t = w_new + (t - 1) / t_new * (w_new - w), w_new, t_new
+        if it % 10 == 9 or it == max_iters - 1:
+            out[idx] = w
+            running = lasso_kkt_violation(X[idx], y[idx], w, alpha) >= tol
+            if not running.all():  # keep only the prompts not yet converged
+                idx, G, c, step, w, z, t = (a[running] for a in (idx, G, c, step, w, z, t))
+                if len(idx) == 0:
+                    break
+    return out
 
 
-def lasso(xs, ys, alpha: float = 0.1, iters: int = 1000, tol: float = 1e-10):
-    """Lasso (Garg et al.'s baseline for sparse w), prefix-wise; see `lasso_fit`."""
+def lasso(xs, ys, alpha: float = 0.1, tol: float = 1e-9, max_iters: int = 100_000):
+    """Lasso (Garg et al.'s baseline for sparse w), prefix-wise, converged to `tol` (see `lasso_fit`)."""
     if not alpha > 0:
         raise ValueError(f"lasso alpha must be > 0; got {alpha!r}")
-    return _prefixwise(xs, ys, lambda X, y: lasso_fit(X, y, alpha, iters, tol))
+    if not tol > 0 or not (isinstance(max_iters, int) and max_iters >= 1):
+        raise ValueError(f"lasso needs tol > 0 and an integer max_iters >= 1; got tol={tol!r}, max_iters={max_iters!r}")
+    return _prefixwise(xs, ys, lambda X, y: lasso_fit(X, y, alpha, tol, max_iters))
 
 
 SOLVERS = {"zero": zero, "averaging": averaging, "knn": knn, "ols": ols, "ridge": ridge, "gd": gd,

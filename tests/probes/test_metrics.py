@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -54,3 +55,17 @@ def test_sensitivity_cosine_and_difference():
     h = torch.tensor([[0.0, 1.0], [0.0, 5.0]])
     assert metrics.sensitivity_cosine(g, h) == pytest.approx(0.5)
     assert metrics.sensitivity_difference(g, h) == pytest.approx((2**0.5 + 3) / 2)
+
+
+def test_sime_defaults_to_fu_code_every_position_included(prompts):
+    """Fu et al.'s code takes the cosine over every position, position 0 included: a hand-written per-sequence
+    cosine over all columns is the default; start=1 drops column 0."""
+    ys = prompts.ys.double()
+    a, b = from_solver("ridge", lam=1.0)(prompts).double(), from_solver("averaging")(prompts).double()
+    a[:, 0] += torch.randn(a.shape[0], dtype=a.dtype)  # column 0 must count by default
+    ra, rb = (a - ys).numpy(), (b - ys).numpy()
+    by_hand = [float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v))) for u, v in zip(ra, rb)]
+    assert metrics.sime(a, b, ys) == pytest.approx(np.mean(by_hand), abs=1e-12)
+    by_hand_1 = [float(u[1:] @ v[1:] / (np.linalg.norm(u[1:]) * np.linalg.norm(v[1:]))) for u, v in zip(ra, rb)]
+    assert metrics.sime(a, b, ys, start=1) == pytest.approx(np.mean(by_hand_1), abs=1e-12)
+    assert abs(metrics.sime(a, b, ys) - metrics.sime(a, b, ys, start=1)) > 1e-4
