@@ -75,13 +75,16 @@ class ModelConfig:
     max_len: int = 256
     attn: Literal["softmax", "linear"] = "softmax"
     mask: Literal["causal", "context", "none"] = "causal"
-    act: Literal["gelu", "relu"] = "gelu"
+    act: Literal["gelu", "gelu_tanh", "relu"] = "gelu"  # gelu_tanh: GPT-2's tanh approximation (Garg et al.'s code)
     tied: bool = False  # one block's weights applied n_layers times (a looped / recurrent transformer)
     bias: bool = True
     # auto: the fastest path measured for the device and shape (lab/kernels/choice.py: SDPA for softmax attention
     # unless `lab bench attention` measured Triton faster; Triton for linear attention on CUDA)
     backend: Literal["auto", "triton", "sdpa", "reference"] = "auto"
     init_std: float = 0.02
+    # read-in and read-out init. gpt2: N(0, init_std), zero biases, like every other weight. torch: nn.Linear's default,
+    # U(+-1/sqrt(fan_in)) for weight and bias, as Garg et al.'s code leaves them (std 0.129 read-in at d = 20).
+    io_init: Literal["gpt2", "torch"] = "gpt2"
 
     def validate(self):
         for key in ("n_layers", "n_heads", "d_model", "max_len"):

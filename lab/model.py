@@ -237,7 +237,7 @@ class MLP(nn.Module):
         super().__init__()
         self.fc_in = Linear(cfg.d_model, cfg.mlp_width, cfg.bias, n_models)
         self.fc_out = Linear(cfg.mlp_width, cfg.d_model, cfg.bias, n_models)
-        self.act = nn.GELU() if cfg.act == "gelu" else nn.ReLU()
+        self.act = {"gelu": nn.GELU(), "gelu_tanh": nn.GELU(approximate="tanh"), "relu": nn.ReLU()}[cfg.act]
         self.hook_pre, self.hook_post = HookPoint(), HookPoint()  # [B, T, d_mlp]
 
     def forward(self, x):
@@ -315,10 +315,16 @@ class Transformer(HookedModule):
             setattr(mine, p_name, p)
 
     def _init_weights(self):
-        """GPT-2 init: N(0, init_std), residual projections scaled by 1/sqrt(2 * n_layers), zero biases."""
+        """GPT-2 init: N(0, init_std), residual projections scaled by 1/sqrt(2 * n_layers), zero biases. With
+        io_init = "torch" the vector read-in and the read-out keep nn.Linear's default instead (Garg et al.'s code:
+        weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)))."""
         std = self.cfg.init_std
         for name, p in self.named_parameters():
-            if p.dim() < 2:
+            layer = getattr(self, name.split(".")[0])
+            if self.cfg.io_init == "torch" and name.split(".")[0] in ("embed", "unembed") and isinstance(layer, Linear):
+                bound = 1 / math.sqrt(layer.in_features)
+                nn.init.uniform_(p, -bound, bound)
+            elif p.dim() < 2:
                 if name.startswith("ln") or ".ln" in name:
                     continue  # LayerNorm keeps weight 1, bias 0
                 nn.init.zeros_(p)

@@ -27,7 +27,9 @@ EXACT_LEARNER = {"conjunction": ("elimination", {"kind": "conjunction"}),
 
 def baselines_for(task) -> dict[str, tuple[str, dict]]:
     """The reference learners shown beside a model: Garg's (OLS, 3-NN, averaging) and the zero predictor,
-    plus Lasso for sparse w and Bayes-optimal ridge (lam = sigma^2 / tau^2) for noisy y. Boolean tasks
+    plus Lasso for sparse w and Bayes-optimal ridge (lam = sigma^2 / tau^2) for noisy y; a greedy tree (decision
+    trees) or a per-prompt 2-layer net (ReLU networks) for Garg's nonlinear classes; for Guo's representation task the
+    oracle ridge on Phi*(x) and ridge on x. Boolean tasks
     (Bhattamishra et al.): 1-NN, 3-NN, feature-wise averaging, the majority label, and the exact learner of the
     class where there is one (literal elimination, GF(2) elimination)."""
     if getattr(task, "metric", "") == "accuracy":
@@ -37,6 +39,17 @@ def baselines_for(task) -> dict[str, tuple[str, dict]]:
             out["exact"] = EXACT_LEARNER[task.fn]
         return out
     out = {"ols": ("ols", {}), "averaging": ("averaging", {}), "3-nn": ("knn", {"k": 3}), "zero": ("zero", {})}
+    name = getattr(task, "name", "")
+    if name == "decision_tree":  # Garg et al. sec. 4; boosted trees (slow) are in `lab reproduce garg-classes`
+        out["tree"] = ("tree", {"max_depth": task.depth})
+    if name == "relu_net":
+        out["2-layer net"] = ("relu_net", {"hidden": task.hidden})
+    if name == "representation":  # Guo et al.: the Bayes-optimal ridge on Phi*(x), and ridge on x with the same lambda
+        lam = task.bayes_lambda()
+        out["oracle"] = ("ridge", {"lam": lam, "features": "phi"}) if lam > 0 else ("ols", {"features": "phi"})
+        if lam > 0:
+            out["ridge-x"] = ("ridge", {"lam": lam})
+        return out
     if getattr(task, "sparsity", 0):
         out["lasso"] = ("lasso", {"alpha": 0.01})  # a light penalty: close to min-norm OLS plus sparsity
     if getattr(task, "noise_std", 0):

@@ -13,7 +13,7 @@ import torch
 
 from tasks import Prompts
 
-from . import boolean_learners
+from . import boolean_learners, function_learners
 
 Fit = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (X [B, i, d], y [B, i]) -> w [B, d]
 
@@ -228,10 +228,13 @@ def lasso(xs, ys, alpha: float = 0.1, tol: float = 1e-9, max_iters: int = 100_00
 SOLVERS = {"zero": zero, "averaging": averaging, "knn": knn, "ols": ols, "ridge": ridge, "gd": gd,
            "gdpp": gdpp, "newton": newton, "lasso": lasso}
 SOLVERS.update(boolean_learners.LEARNERS)  # majority, elimination, gf2, mlp (Boolean tasks)
+SOLVERS.update(function_learners.LEARNERS)  # tree, boosted_trees, relu_net (Garg et al.'s nonlinear classes)
 
 
-def solve(name: str, prompts: Prompts, **kwargs) -> torch.Tensor:
-    """Predictions [B, n] of reference learner `name` on `prompts`; column i uses pairs 0..i-1 and x_i."""
+def solve(name: str, prompts: Prompts, features: str | None = None, **kwargs) -> torch.Tensor:
+    """Predictions [B, n] of reference learner `name` on `prompts`; column i uses pairs 0..i-1 and x_i. `features`
+    names a ground-truth entry [B, n, D] of prompts.params to learn from instead of x (the oracle of Guo et al.'s
+    representation task: ridge on Phi*(x) is solve("ridge", p, features="phi", lam=...))."""
     if name not in SOLVERS:
         raise ValueError(f"unknown solver {name!r}; choose one of: {', '.join(SOLVERS)}")
     fn = SOLVERS[name]
@@ -239,5 +242,10 @@ def solve(name: str, prompts: Prompts, **kwargs) -> torch.Tensor:
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise ValueError(f"solver {name!r} has no argument {unknown[0]!r}; allowed: {', '.join(allowed) or 'none'}")
-    xs, ys = prompts.xs.double(), prompts.ys.double()
-    return fn(xs, ys, **kwargs).to(prompts.ys.dtype)
+    xs = prompts.xs
+    if features is not None:
+        xs = prompts.params.get(features)
+        if not (isinstance(xs, torch.Tensor) and xs.dim() == 3 and xs.shape[:2] == prompts.ys.shape):
+            raise ValueError(f"features={features!r} must name a [B, n, D] entry of the prompts' ground truth; "
+                             f"they have: {', '.join(prompts.params) or 'none'}")
+    return fn(xs.double(), prompts.ys.double(), **kwargs).to(prompts.ys.dtype)

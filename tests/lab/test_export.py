@@ -18,6 +18,7 @@ ARCHITECTURES = {
     "rotary": {"pos": "rotary"},
     "attention-only": {"d_mlp": 0},
     "no-mask-relu-no-bias": {"mask": "none", "act": "relu", "bias": False},
+    "gelu-tanh": {"act": "gelu_tanh"},
     "no-layernorm-no-positions": {"layernorm": False, "pos": "none"},
     "tokens-classes": {"input": "tokens", "vocab_size": 11, "output": "classes", "n_classes": 3},
     "tied": {"tied": True, "n_layers": 3},

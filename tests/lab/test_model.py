@@ -181,3 +181,30 @@ def test_rotary_is_a_complex_rotation_and_scores_depend_on_offsets_only():
         diag = torch.diagonal(scores, offset)
         assert torch.allclose(diag, diag[0].expand_as(diag), atol=1e-12)
     assert not torch.allclose(torch.diagonal(scores, 0)[0], torch.diagonal(scores, 2)[0])
+
+
+def test_torch_io_init_is_nn_linear_default_on_read_in_and_read_out_only():
+    """io_init = "torch" (Garg et al.'s code): read-in and read-out weights and biases U(+-1/sqrt(fan_in)), std
+    1/sqrt(3 fan_in) (0.129 for d = 20); every other parameter exactly as the GPT-2 init draws it."""
+    kw = dict(n_layers=2, n_heads=2, d_model=64, d_in=20, max_len=32)
+    gpt2, torch_io = build_model(ModelConfig(**kw), seed=3), build_model(ModelConfig(**kw, io_init="torch"), seed=3)
+    for name, layer in (("embed", torch_io.embed), ("unembed", torch_io.unembed)):
+        bound = 1 / layer.in_features ** 0.5
+        assert bound >= layer.weight.abs().max() > 0.9 * bound  # fills the interval
+        assert bound >= layer.bias.abs().max() and (layer.bias != 0).all()  # nonzero biases
+        assert layer.weight.std().item() == pytest.approx(bound / 3**0.5, rel=0.15)
+    assert torch_io.embed.weight.std().item() == pytest.approx(0.129, abs=0.01)
+    assert gpt2.embed.bias.abs().max() == 0 and gpt2.embed.weight.std().item() == pytest.approx(0.02, rel=0.15)
+    for name, p in torch_io.named_parameters():  # the blocks and positions keep the GPT-2 init
+        if name.startswith("blocks.") and name.endswith(".bias") and ".ln" not in name:
+            assert p.abs().max() == 0, name
+    assert torch_io.blocks[0].attn.W_Q.weight.std().item() == pytest.approx(0.02, rel=0.15)
+    assert torch_io.pos_embed.weight.std().item() == pytest.approx(0.02, rel=0.15)
+
+
+def test_gelu_tanh_is_gpt2_tanh_approximation():
+    x = torch.randn(1000, dtype=torch.float64) * 3
+    model = build_model(ModelConfig(n_layers=1, n_heads=1, d_model=8, d_in=3, act="gelu_tanh"), seed=0).double()
+    by_formula = 0.5 * x * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (x + 0.044715 * x**3)))
+    torch.testing.assert_close(model.blocks[0].mlp.act(x), by_formula, rtol=0, atol=1e-12)
+    assert (model.blocks[0].mlp.act(x) - torch.nn.functional.gelu(x)).abs().max() > 1e-5  # not the exact GELU
