@@ -56,6 +56,10 @@ class TaskConfig:
         return tasks.get(self.name, **self.params)
 
 
+# tasks whose sample() takes d_active: Garg's curriculum applies (x's later coordinates zeroed)
+CURRICULUM_TASKS = ("linear_regression", "decision_tree", "relu_net", "representation")
+
+
 @dataclass
 class ModelConfig:
     """The decoder-style transformer of lab/model.py."""
@@ -230,8 +234,9 @@ class RunConfig:
         d = task.d
         if self.curriculum.enabled:
             cur = self.curriculum
-            _need(self.task.name == "linear_regression", "curriculum.enabled",
-                  f"false for task {self.task.name} (Garg's curriculum grows regression dimensions and points)", True)
+            _need(self.task.name in CURRICULUM_TASKS, "curriculum.enabled",
+                  f"false for task {self.task.name} (Garg's curriculum grows the dimensions and points of "
+                  f"{', '.join(CURRICULUM_TASKS)})", True)
             _need(cur.dims_end <= d, "curriculum.dims_end", f"<= task d = {d} (0 = d)", cur.dims_end)
             _need(cur.points_end <= self.task.n_points, "curriculum.points_end",
                   f"<= task.n_points = {self.task.n_points} (0 = n_points)", cur.points_end)

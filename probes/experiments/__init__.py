@@ -5,7 +5,7 @@ from __future__ import annotations
 
 # isort: off  (the papers' order is the listing's order)
 from . import vo_1layer, vo_gdpp, akyurek_depth, fu_newton, fu_illcond, bhattamishra, saparov, tarzanagh  # noqa: F401
-from . import scan_and_snap  # noqa: F401
+from . import scan_and_snap, garg, guo  # noqa: F401
 # isort: on
 from .common import EXPERIMENTS, Experiment, reproduce  # noqa: F401
 

@@ -15,7 +15,8 @@ FIGURES = {"vo-1layer": "kq_pv.png", "vo-gdpp": "kq_pv.png", "akyurek-depth": "s
            "fu-newton": "layer_iterations.png", "fu-illcond": "layer_iterations.png",
            "bhattamishra-table": "table.png", "teaching-sequences": "teaching.png",
            "saparov-distributions": "lookahead.png", "saparov-scaling": "scaling.png", "saparov-mechanism": "reach.png",
-           "svm-convergence": "convergence.png", "svm-rank": "rank.png", "scan-and-snap": "scan_snap.png"}
+           "svm-convergence": "convergence.png", "svm-rank": "rank.png", "scan-and-snap": "scan_snap.png",
+           "garg-curve": "robustness.png", "garg-classes": "classes.png", "guo-representation": "representation.png"}
 
 
 @pytest.mark.parametrize("name", experiments.names())
