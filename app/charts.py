@@ -24,6 +24,14 @@ def curve_chart(curve: dict) -> alt.Chart:
     return (band + line + rule).properties(height=340).interactive()
 
 
+def line_chart(rows: list[dict], x: str, y: str, series: str, title: str) -> alt.Chart:
+    """Lines of y against x, one per series (rows of dicts); hover a point for its numbers."""
+    return alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
+        x=alt.X(f"{x}:Q"), y=alt.Y(f"{y}:Q"), color=alt.Color(f"{series}:N", title=None),
+        tooltip=[f"{series}:N", f"{x}:Q", alt.Tooltip(f"{y}:Q", format=".4f")],
+    ).properties(height=340, title=title).interactive()
+
+
 def pattern_chart(patterns, labels: list[str]) -> alt.Chart:
     """Attention patterns [L, H, T, T] as heatmaps, one per layer and head; hover a cell for the query token, key
     token and weight; click a cell to pick its key token (selection TOKEN_PICK, field "key_index")."""

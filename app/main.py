@@ -12,6 +12,7 @@ PAGES = [st.Page(HERE / "views" / "runs.py", title="Runs", url_path="runs", defa
          st.Page(HERE / "views" / "inside.py", title="Inside the model", url_path="inside"),
          st.Page(HERE / "views" / "algorithm.py", title="Which algorithm", url_path="algorithm"),
          st.Page(HERE / "views" / "boolean.py", title="Boolean functions", url_path="boolean"),
+         st.Page(HERE / "views" / "representation.py", title="Representations", url_path="representation"),
          st.Page(HERE / "views" / "graph_search.py", title="Graph search", url_path="graph_search"),
          st.Page(HERE / "views" / "attention_svm.py", title="Attention as an SVM", url_path="attention_svm"),
          st.Page(HERE / "views" / "sweeps.py", title="Sweeps", url_path="sweeps"),

@@ -27,12 +27,17 @@ DEMOS = [
      "what": "Reading out each layer, Fu et al. found the layers match Newton iterations one or a few at a time, "
              "while matching GD would take exponentially many steps. Notice the straight line for Newton.",
      "minutes": 8},
-    {"title": "6. Attention selects tokens like a max-margin SVM", "name": "svm-convergence",
+    {"title": "6. Learning on top of a representation", "name": "guo-representation",
+     "what": "Labels are a fresh linear function of a fixed nonlinear feature map Phi*(x) (Guo et al.). The model "
+             "learns it near the best possible learner, ridge on Phi*(x). Notice the probes finding Phi*(x) in the "
+             "lower layers, and the upper layers alone doing linear regression when pasted onto new features.",
+     "minutes": 10},
+    {"title": "7. Attention selects tokens like a max-margin SVM", "name": "svm-convergence",
      "what": "One attention layer trained by normalised gradient descent on 100 random token-selection problems "
              "(Tarzanagh et al.). Notice the correlation of W with the SVM solution climbing to ~1, and that with "
              "W = K Q^T the direction is the nuclear-norm SVM's instead.",
      "minutes": 1},
-    {"title": "7. Scan and snap", "name": "scan-and-snap",
+    {"title": "8. Scan and snap", "name": "scan-and-snap",
      "what": "Attention first leaves the tokens that every class shares, then the rarer class-specific ones, and "
              "freezes (Tian et al.). Notice the final entropy rising with the decoder/attention learning-rate ratio.",
      "minutes": 1},

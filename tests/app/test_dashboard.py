@@ -17,7 +17,8 @@ from owned import wait_for  # noqa: E402
 
 MAIN = str(Path(__file__).parents[2] / "app" / "main.py")
 PAGES = ["views/runs.py", "views/icl_curve.py", "views/inside.py", "views/algorithm.py", "views/tour.py",
-         "views/boolean.py", "views/graph_search.py", "views/attention_svm.py", "views/sweeps.py"]
+         "views/boolean.py", "views/graph_search.py", "views/attention_svm.py", "views/sweeps.py",
+         "views/representation.py"]
 SMALL = ["train.steps=40", "model.d_model=16", "model.n_layers=2", "train.batch_size=32"]
 
 
@@ -31,6 +32,9 @@ def root(tmp_path_factory, ray_session):
               out=root / "bool", quiet=True)
     lab.train("graph-search", ["task.n_vertices=7", "train.steps=20", "model.d_model=16", "model.n_layers=2"],
               out=root / "graph", quiet=True)
+    lab.train("guo-representation", ["task.d=3", "task.D=3", "task.n_points=7", "model.n_layers=2", "model.d_model=16",
+                                     "model.n_heads=2", "train.steps=20", "curriculum.enabled=false"],
+              out=root / "rep", quiet=True)
     lab.train("tiny-linreg", SMALL, out=root / "small", quiet=True)
     return root
 
@@ -79,6 +83,15 @@ def test_boolean_page_recomputes_for_another_class(app):
     app.selectbox(key="bool_fn").set_value("parity").run()
     assert not app.exception and "out of its training distribution" in _texts(app)
     assert [m.value for m in app.metric] != before
+
+
+def test_representation_page_probes_a_representation_run(app):
+    app.sidebar.selectbox(key="run_picker").set_value("rep").run()
+    _page(app, "views/representation.py")
+    assert not app.error, [e.value for e in app.error]
+    assert "An affine function of x alone reaches R^2" in _texts(app)
+    app.sidebar.selectbox(key="run_picker").set_value("small").run()
+    assert not app.exception and "trains linear_regression" in _texts(app)
 
 
 def test_graph_page_shows_another_graph_for_another_lookahead(app):
@@ -241,7 +254,7 @@ def test_bad_run_folders_show_a_message_never_a_crash(tmp_path, monkeypatch, roo
     if page == "views/runs.py" and name == "killed":
         assert "Interrupted at the checkpoint of step 20" in shown and "--out" in shown
     if page in ("views/runs.py", "views/tour.py", "views/boolean.py", "views/graph_search.py",
-                "views/attention_svm.py", "views/sweeps.py"):  # pages about other things
+                "views/attention_svm.py", "views/sweeps.py", "views/representation.py"):  # pages about other things
         return
     if name in ("still-training", "killed"):
         assert ("Still training" in shown) == (name == "still-training")
