@@ -193,7 +193,7 @@ def cmd_reproduce(args) -> int:
 def cmd_sweep(args) -> int:
     from .sweeps import format_summary, sweep
 
-    summary = sweep(args.spec, args.args, out=args.out, address=args.address, cpus=args.cpus, threads=args.threads,
+    summary = sweep(args.spec, args.args, out=args.out, address=args.address, cpus=args.cpus, threads=args.threads or 1,
                     gpus_per_trial=args.gpus_per_trial, pack=not args.no_pack, pack_lr=args.pack_lr,
                     quiet=args.quiet or args.json)
     if args.json:
@@ -208,7 +208,8 @@ def _add_executor_options(p, pack_lr: bool = True) -> None:
     p.add_argument("--address", help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: an "
                                      "embedded local cluster; run folders must be on storage every node shares)")
     p.add_argument("--cpus", type=int, help="cores of the embedded cluster (default: all of this machine's)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (and cores) per trial (default 1)")
+    p.add_argument("--threads", type=int, help="torch threads (and cores) per trial (default 1; lab reproduce: the "
+                                               "cores shared out among its trainings when they are fewer)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs each trial asks Ray for (default: 1 where this machine "
                                                         "has a GPU, else 0; give it for a cluster with GPUs)")
     p.add_argument("--no-pack", action="store_true", help="train seeds as separate trials, not packed into ensembles")

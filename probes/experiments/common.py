@@ -14,6 +14,7 @@ metrics); "metrics" stays the first seed's.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +120,7 @@ def _seed_trials(exp: Experiment, scale: str, folder: Path, out, n_seeds: int) -
 
 
 def reproduce(name: str, scale: str = "quick", out=None, quiet: bool = False, seeds: int = 1,
-              address: str | None = None, cpus: int | None = None, threads: int = 1,
+              address: str | None = None, cpus: int | None = None, threads: int | None = None,
               gpus_per_trial: float | None = None, pack: bool = True) -> dict:
     """Run experiment `name` at `scale` ("quick": a CPU in minutes; "paper": the original setting) on `seeds` seed
     replicas: its trainings all go to the executor at once (packed into ensembles where they differ only in seed),
@@ -134,6 +135,8 @@ def reproduce(name: str, scale: str = "quick", out=None, quiet: bool = False, se
     t0 = time.time()
     folder = experiment_dir(name, scale, out)
     trials = _seed_trials(exp, scale, folder, out, seeds)
+    if threads is None:  # on this machine, fewer trainings than cores share the cores out (one alone gets them all)
+        threads = max(1, (cpus or os.cpu_count() or 1) // max(1, len(trials))) if address is None else 1
     records = run_trials(trials, address=address, cpus=cpus, threads=threads, gpus_per_trial=gpus_per_trial,
                          pack=pack, quiet=quiet,
                          desc=f"{name} trainings") if trials else []

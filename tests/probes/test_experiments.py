@@ -74,3 +74,13 @@ def test_match_algorithms_names_the_algorithm_a_predictor_runs(family, kwargs):
     assert res["families"][family]["spd"] < 1e-12
     if family == "ridge":
         assert res["families"]["ridge"]["best"] == {"lam": 1.0}
+
+
+def test_an_experiment_with_fewer_trainings_than_cores_shares_the_cores_out(tmp_path, ray_session):
+    """garg-curve trains one model: on 2 cores it gets both as threads; three seed replicas get one each."""
+    res = experiments.reproduce("garg-curve", "smoke", out=tmp_path / "g", quiet=True, cpus=2)
+    config = json.loads((Path(res["run_dirs"][0]) / "config.json").read_text())
+    assert config["train"]["threads"] == 2
+    three = experiments.reproduce("garg-curve", "smoke", out=tmp_path / "g3", quiet=True, cpus=2, seeds=3,
+                                  pack=False)
+    assert {json.loads((Path(d) / "config.json").read_text())["train"]["threads"] for d in three["run_dirs"]} == {1}
