@@ -25,27 +25,28 @@ def _labels(xs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 def query_shift(task, shift: str, batch: int, n_points: int, seed: int) -> tuple[Prompts, torch.Tensor]:
-    """Examples [B, n, d] from the shifted example distribution (labels w . x), and queries [B, d] from the query's:
+    """Examples [B, n, d] from the shifted example distribution (labels w . x; params also hold the orthant's "signs"
+    [B, d] or the half-space's normal "z" [B, d]), and queries [B, d] from the query's distribution:
     "examples in one orthant": every example's coordinates take one random sign pattern per prompt, the query is
     unrestricted; "query in the opposite half-space": examples with <x, z> >= 0 for a random unit z per prompt, the
     query with <x, z> < 0 (reflections of Gaussian draws, so E[x x^T] stays I)."""
     p = task.sample(batch, n_points + 1, seed=seed, dtype=torch.float64)
     g = torch.Generator().manual_seed(seed + 1)
     xs, query = p.xs[:, :-1], p.xs[:, -1]  # [B, n, d], [B, d]
+    w = p.params["w"]
     if shift == "examples in one orthant":
-        signs = torch.randint(0, 2, (batch, 1, task.d), generator=g).double() * 2 - 1
-        xs = xs.abs() * signs
+        signs = torch.randint(0, 2, (batch, task.d), generator=g).double() * 2 - 1
+        xs, shape = xs.abs() * signs[:, None], {"signs": signs}
     elif shift == "query in the opposite half-space":
         z = torch.randn(batch, task.d, generator=g, dtype=torch.float64)
         z = z / z.norm(dim=-1, keepdim=True)
         side = torch.einsum("bnd,bd->bn", xs, z)
         xs = xs - 2 * side.clamp(max=0).unsqueeze(-1) * z[:, None]  # reflected into <x, z> >= 0
         q_side = (query * z).sum(-1, keepdim=True)
-        query = query - 2 * q_side.clamp(min=0) * z  # into <x, z> <= 0
+        query, shape = query - 2 * q_side.clamp(min=0) * z, {"z": z}  # into <x, z> <= 0
     else:
         raise ValueError(f"unknown query shift {shift!r}; choose one of: {', '.join(QUERY)}")
-    w = p.params["w"]
-    return Prompts(xs, _labels(xs, w), {"w": w}), query
+    return Prompts(xs, _labels(xs, w), {"w": w, **shape}), query
 
 
 def query_shift_predictions(predict, examples: Prompts, query: torch.Tensor) -> torch.Tensor:
