@@ -320,8 +320,8 @@ class Transformer(HookedModule):
         weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)))."""
         std = self.cfg.init_std
         for name, p in self.named_parameters():
-            layer = getattr(self, name.split(".")[0])
-            if self.cfg.io_init == "torch" and name.split(".")[0] in ("embed", "unembed") and isinstance(layer, Linear):
+            layer = getattr(self, name.split(".")[0])  # embed.weight -> self.embed
+            if self.cfg.io_init == "torch" and layer in (self.embed, self.unembed) and isinstance(layer, Linear):
                 bound = 1 / math.sqrt(layer.in_features)
                 nn.init.uniform_(p, -bound, bound)
             elif p.dim() < 2:

@@ -63,24 +63,38 @@ def run_from_layer(model, resid: torch.Tensor, layer: int) -> torch.Tensor:
     return model.readout(x)
 
 
-class PastedModel(nn.Module):
-    """A fresh read-in (linear, with bias) and fresh learned positions in front of the frozen upper module of
-    `model` (blocks layer..L-1 and the read-out). Only the read-in and the positions train."""
+POSITIONS = ("model", "fresh", "none")
 
-    def __init__(self, model, layer: int, d_in: int, max_len: int, seed: int = 0):
+
+class PastedModel(nn.Module):
+    """A new read-in (linear, with bias) and a position table in front of the frozen upper module of `model` (blocks
+    layer..L-1 and the read-out). The read-in and the positions train, nothing else. positions: "model" starts from
+    the model's learned positions (what its GPT-2 backbone adds at the input), "fresh" from N(0, 0.02), "none" adds
+    none."""
+
+    def __init__(self, model, layer: int, d_in: int, max_len: int, seed: int = 0, positions: str = "model"):
         super().__init__()
+        if positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {', '.join(POSITIONS)}; got {positions!r}")
+        if positions == "model" and model.pos_embed is None:
+            raise ValueError("positions='model' needs a model with learned positions; use fresh or none")
         D = model.cfg.d_model
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]):  # the seed alone fixes the new weights
             torch.manual_seed(seed)
             self.read_in = nn.Linear(d_in, D)
-            self.pos = nn.Parameter(torch.randn(max_len, D) * 0.02)
-        nn.init.normal_(self.read_in.weight, std=0.02)
-        nn.init.zeros_(self.read_in.bias)
+            nn.init.normal_(self.read_in.weight, std=0.02)
+            nn.init.zeros_(self.read_in.bias)
+            pos = torch.randn(max_len, D) * 0.02
+        if positions == "model":
+            pos = model.pos_embed.weight.detach()[:max_len].clone()
+        self.pos = nn.Parameter(pos) if positions != "none" else None
         self.upper, self.layer = model, layer
         model.requires_grad_(False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # tokens [B, T, d_in] -> outputs [B, T]
-        h = self.read_in(tokens) + self.pos[: tokens.shape[1]]
+        h = self.read_in(tokens)
+        if self.pos is not None:
+            h = h + self.pos[: tokens.shape[1]]
         return run_from_layer(self.upper, h, self.layer)
 
 
@@ -90,13 +104,13 @@ def feature_prompts(p: Prompts) -> Prompts:
 
 
 def paste(model, layer: int, task, n_points: int, steps: int = 1000, batch: int = 64, lr: float = 1e-3,
-          seed: int = 0) -> PastedModel:
+          seed: int = 0, positions: str = "model") -> PastedModel:
     """Train a PastedModel on fresh (Phi*(x_i), y_i) prompts of `task` (MSE over all prefixes, Adam): Guo et al.'s
     pasting. `model` is frozen (a copy is not made: its requires_grad is switched off)."""
     fmt = tasks.formats.get("interleaved")
-    pasted = PastedModel(model, layer, task.D, 2 * n_points, seed)
     dtype = next(model.parameters()).dtype
-    opt = torch.optim.Adam([pasted.read_in.weight, pasted.read_in.bias, pasted.pos], lr=lr)
+    pasted = PastedModel(model, layer, task.D, 2 * n_points, seed, positions).to(dtype)
+    opt = torch.optim.Adam([p for p in pasted.parameters() if p.requires_grad], lr=lr)
     for step in range(steps):
         p = feature_prompts(task.sample(batch, n_points, seed=seed * 1_000_003 + step + 1, dtype=dtype))
         loss = ((fmt.predict(pasted, p) - p.ys) ** 2).mean()
@@ -110,7 +124,7 @@ def paste(model, layer: int, task, n_points: int, steps: int = 1000, batch: int 
 @torch.no_grad()
 def pasted_predictions(pasted: PastedModel, p: Prompts) -> torch.Tensor:
     """The pasted model's prefix-wise predictions [B, n] on the feature version of prompts `p`."""
-    return tasks.formats.get("interleaved").predict(pasted, feature_prompts(p.to(dtype=pasted.pos.dtype)))
+    return tasks.formats.get("interleaved").predict(pasted, feature_prompts(p.to(dtype=pasted.read_in.weight.dtype)))
 
 
 @torch.no_grad()

@@ -35,13 +35,38 @@ def test_upper_module_fed_the_models_own_activations_reproduces_its_output(layer
 def test_pasted_model_equals_the_model_when_given_its_read_in_and_positions():
     model, (_, p) = _model(), _prompts()
     fmt = tasks.formats.get("interleaved")
-    pasted = rep.PastedModel(model, 0, d_in=4, max_len=40).double()
+    pasted = rep.PastedModel(model, 0, d_in=4, max_len=40).double()  # positions start as the model's
+    torch.testing.assert_close(pasted.pos, model.pos_embed.weight)
     with torch.no_grad():
         pasted.read_in.weight.copy_(model.embed.weight)
         pasted.read_in.bias.copy_(model.embed.bias)
-        pasted.pos.copy_(model.pos_embed.weight)
     torch.testing.assert_close(pasted(fmt.encode(p)), model(fmt.encode(p)), rtol=0, atol=1e-12)
     assert not any(q.requires_grad for q in model.parameters())  # the upper module is frozen
+    assert {n for n, q in pasted.named_parameters() if q.requires_grad} == {"read_in.weight", "read_in.bias", "pos"}
+    assert rep.PastedModel(model, 0, 4, 40, positions="none").pos is None
+    with pytest.raises(ValueError, match="positions must be one of"):
+        rep.PastedModel(model, 0, 4, 40, positions="learned")
+
+
+def test_paste_takes_adam_steps_on_the_new_embedding_alone():
+    """paste(steps=2) equals two hand-written Adam steps on the read-in and positions, on the feature prompts of the
+    documented data stream, with the MSE over all prefixes; the upper module's weights do not move."""
+    model, (task, _) = _model(), _prompts()
+    before = {n: q.clone() for n, q in model.named_parameters()}
+    fmt = tasks.formats.get("interleaved")
+    pasted = rep.paste(model, 1, task, 7, steps=2, lr=1e-2, seed=3)
+    by_hand = rep.PastedModel(model, 1, task.D, 14, seed=3).double()
+    opt = torch.optim.Adam([by_hand.read_in.weight, by_hand.read_in.bias, by_hand.pos], lr=1e-2)
+    for step in range(2):
+        p = rep.feature_prompts(task.sample(64, 7, seed=3 * 1_000_003 + step + 1, dtype=torch.float64))
+        loss = ((fmt.predict(by_hand, p) - p.ys) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for name in ("read_in.weight", "read_in.bias", "pos"):
+        torch.testing.assert_close(dict(pasted.named_parameters())[name], dict(by_hand.named_parameters())[name])
+    assert not torch.equal(pasted.pos, model.pos_embed.weight[:14])  # the positions trained
+    assert all(torch.equal(q, before[n]) for n, q in model.named_parameters())
 
 
 def test_token_probe_decodes_phi_exactly_where_it_is_planted():
