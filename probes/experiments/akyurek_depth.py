@@ -28,7 +28,8 @@ def overrides(depth: int, s: dict) -> dict:
 
 
 def trainings(s: dict) -> list[Training]:
-    return [Training(f"depth-{depth}", "tiny-linreg", overrides(depth, s)) for depth in s["depths"]]
+    """Deepest first: the executor starts trainings in this order, so the longest one is not left to run alone."""
+    return [Training(f"depth-{depth}", "tiny-linreg", overrides(depth, s)) for depth in sorted(s["depths"], reverse=True)]
 
 
 @experiment(NAME, SCALES, trainings)
