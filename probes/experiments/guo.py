@@ -84,6 +84,7 @@ def analyse(ctx):
         pasted_err[who] = bootstrap_curve((preds - p_eval.ys) ** 2 / task.y_variance())
     paste_tail = {who: float(np.mean(c["mean"][D:])) for who, c in pasted_err.items()}
     oracle_tail = tail["oracle"]
+    on_x = tail.get("ridge-x", tail["ols"])  # noiseless: least squares on x
 
     x_tr, x_un = probes_r2["trained", "x"], probes_r2["untrained", "x"]
     y_tr, y_un = probes_r2["trained", "y"], probes_r2["untrained", "y"]
@@ -91,7 +92,7 @@ def analyse(ctx):
         claim(f"the model's error is close to the oracle's (mean over k >= D; passes within {s['margin']})",
               "near-optimal", round(tail["model"] - tail["oracle"], 4), tail["model"] - tail["oracle"] <= s["margin"]),
         claim("the model's error is far below ridge on x (passes below half of it; mean over k >= D)", "far below",
-              round(tail["model"] / tail["ridge-x"], 4), tail["model"] <= 0.5 * tail["ridge-x"]),
+              round(tail["model"] / on_x, 4), tail["model"] <= 0.5 * on_x),
         claim(f"linear probes decode Phi*(x_i) at the x tokens, rising through the layers to near 1 (best R^2; passes "
               f">= {s['r2']}, above the read-in's and the untrained model's best by 0.02)", "near 1", max(x_tr),
               max(x_tr) >= s["r2"] and max(x_tr) >= x_tr[0] + 0.02 and max(x_tr) >= max(x_un) + 0.02),
