@@ -2,6 +2,8 @@
 repeated points, and the batched per-prompt nets against a plain torch.nn training loop."""
 import pytest
 import torch
+from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.tree import DecisionTreeRegressor
 
 import probes
 import tasks
@@ -13,8 +15,8 @@ def _prompts(name, B=4, n=9, **kw):
 
 
 @pytest.mark.parametrize("learner, make", [
-    ("tree", lambda: __import__("sklearn.tree", fromlist=["x"]).DecisionTreeRegressor(max_depth=3, random_state=0)),
-    ("boosted_trees", lambda: __import__("sklearn.ensemble", fromlist=["x"]).GradientBoostingRegressor(random_state=0)),
+    ("tree", lambda: DecisionTreeRegressor(max_depth=3, random_state=0)),
+    ("boosted_trees", lambda: GradientBoostingRegressor(random_state=0)),
 ])
 def test_tree_learners_fit_pairs_before_i_and_predict_x_i(learner, make):
     p = _prompts("decision_tree", depth=2)
