@@ -17,7 +17,7 @@ from .prompts import Prompts
 from .registry import register
 
 
-def _gaussian_xs(B: int, n: int, d: int, g: torch.Generator, d_active: int | None) -> torch.Tensor:
+def gaussian_xs(B: int, n: int, d: int, g: torch.Generator, d_active: int | None) -> torch.Tensor:
     """x ~ N(0, I_d) [B, n, d] in float64; coordinates from d_active on zeroed (Garg's dimension curriculum)."""
     xs = torch.randn(B, n, d, generator=g, dtype=torch.float64)
     if d_active is not None:
@@ -59,7 +59,7 @@ class DecisionTree:
         of inner nodes in `leaves` and of leaves in `features` are unused, as in their code)."""
         check(batch >= 1 and n_points >= 1, "batch and n_points", ">= 1", (batch, n_points))
         g = make_generator(seed, generator)
-        xs = _gaussian_xs(batch, n_points, self.d, g, d_active)
+        xs = gaussian_xs(batch, n_points, self.d, g, d_active)
         nodes = 2 ** (self.depth + 1) - 1
         features = torch.randint(0, self.d, (batch, nodes), generator=g)
         leaves = torch.randn(batch, nodes, generator=g, dtype=torch.float64) * self.leaf_std
@@ -91,7 +91,7 @@ class ReluNet:
         """Prompts with params {"W1": [B, d, hidden], "W2": [B, hidden]}."""
         check(batch >= 1 and n_points >= 1, "batch and n_points", ">= 1", (batch, n_points))
         g = make_generator(seed, generator)
-        xs = _gaussian_xs(batch, n_points, self.d, g, d_active)
+        xs = gaussian_xs(batch, n_points, self.d, g, d_active)
         W1 = torch.randn(batch, self.d, self.hidden, generator=g, dtype=torch.float64)
         W2 = torch.randn(batch, self.hidden, generator=g, dtype=torch.float64)
         ys = (2 / self.hidden) ** 0.5 * torch.einsum("bnh,bh->bn", torch.relu(xs @ W1), W2)

@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 
 from .checks import check, check_choices
+from .function_classes import gaussian_xs
 from .linear_regression import make_generator
 from .prompts import Prompts
 from .registry import register
@@ -74,10 +75,7 @@ class Representation:
         """Prompts with params {"w": [B, D], "phi": [B, n, D]} (Phi*(x_i) for every point: the probes' targets)."""
         check(batch >= 1 and n_points >= 1, "batch and n_points", ">= 1", (batch, n_points))
         g = make_generator(seed, generator)
-        xs = torch.randn(batch, n_points, self.d, generator=g, dtype=torch.float64)
-        if d_active is not None:
-            check(1 <= d_active <= self.d, "d_active", f"between 1 and d = {self.d}", d_active)
-            xs[..., d_active:] = 0
+        xs = gaussian_xs(batch, n_points, self.d, g, d_active)
         w = torch.randn(batch, self.D, generator=g, dtype=torch.float64) / self.D**0.5
         phi = self.phi(xs)  # [B, n, D]
         ys = torch.einsum("bnk,bk->bn", phi, w)
