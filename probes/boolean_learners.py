@@ -5,11 +5,11 @@ regression solvers `knn` and `averaging`, which already have this shape.)
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
-
-def _earlier(B: int, N: int, device) -> torch.Tensor:
-    return torch.ones(N, N, dtype=torch.bool, device=device).tril(-1).expand(B, N, N)  # [b, i, j]: j < i
+from .prefix_nets import train_prefix_nets
 
 
 def majority(xs, ys):
@@ -76,28 +76,13 @@ def mlp(xs, ys, hidden: int = 32, steps: int = 200, lr: float = 0.03, seed: int 
     batched computation; returns its logit for x_i (column 0: 0)."""
     B, N, n = xs.shape
     g = torch.Generator().manual_seed(seed)
-    X, y01 = xs.double(), (ys.double() > 0).double()
-    W1 = (torch.randn(B, N, n, hidden, generator=g, dtype=torch.float64) / n ** 0.5).requires_grad_()
-    b1 = torch.zeros(B, N, 1, hidden, dtype=torch.float64, requires_grad=True)
-    w2 = (torch.randn(B, N, hidden, generator=g, dtype=torch.float64) / hidden ** 0.5).requires_grad_()
-    b2 = torch.zeros(B, N, 1, dtype=torch.float64, requires_grad=True)
-    mask = _earlier(B, N, xs.device).double()  # [B, net i, example j]
-    count = mask.sum(-1).clamp(min=1)
-    opt = torch.optim.Adam([W1, b1, w2, b2], lr=lr)
-
-    def logits():  # every net on every example: [B, N nets, N examples]
-        h = torch.tanh(torch.einsum("bjd,bidh->bijh", X, W1) + b1)
-        return torch.einsum("bijh,bih->bij", h, w2) + b2
-
-    with torch.enable_grad():
-        for _ in range(steps):
-            opt.zero_grad()
-            bce = torch.nn.functional.binary_cross_entropy_with_logits(logits(), y01[:, None, :].expand(B, N, N),
-                                                                       reduction="none")
-            ((bce * mask).sum(-1) / count).sum().backward()
-            opt.step()
-    with torch.no_grad():
-        own = logits().diagonal(dim1=1, dim2=2)  # net i on x_i
+    params = [torch.randn(B, N, n, hidden, generator=g, dtype=torch.float64) / n ** 0.5,  # W1
+              torch.zeros(B, N, 1, hidden, dtype=torch.float64),  # b1
+              torch.randn(B, N, hidden, generator=g, dtype=torch.float64) / hidden ** 0.5,  # w2
+              torch.zeros(B, N, 1, dtype=torch.float64)]  # b2
+    bce = functools.partial(torch.nn.functional.binary_cross_entropy_with_logits, reduction="none")
+    own = train_prefix_nets(xs.double(), (ys.double() > 0).double(), [q.to(xs.device) for q in params], steps, lr,
+                            torch.tanh, bce)  # net i on x_i
     own[:, 0] = 0.0
     return own.to(xs.dtype)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .prefix_nets import train_prefix_nets
+
 
 def _per_prefix(xs, ys, make_estimator) -> torch.Tensor:
     """Fit a fresh scikit-learn regressor to every (prompt, prefix) and predict the next point: [B, n]."""
@@ -55,26 +57,9 @@ def relu_net_init(b: int, n: int, d: int, hidden: int, g: torch.Generator) -> li
 
 
 def relu_net_train(X, y, params: list[torch.Tensor], steps: int, lr: float) -> torch.Tensor:
-    """Train net (p, i) on pairs 0..i-1 of prompt p by full-batch Adam on its mean squared error, all nets at once
-    (their losses are summed, so each net's gradient and Adam state are its own); returns net i's prediction for x_i.
-    X [b, n, d], y [b, n] -> [b, n]."""
-    b, n, _ = X.shape
-    W1, b1, w2, b2 = (p.clone().requires_grad_() for p in params)
-    mask = torch.ones(n, n, dtype=X.dtype, device=X.device).tril(-1).expand(b, n, n)  # [net i, example j]: j < i
-    count = mask.sum(-1).clamp(min=1)  # [b, n]
-    opt = torch.optim.Adam([W1, b1, w2, b2], lr=lr)
-
-    def predict():  # every net on every point: [b, n nets, n points]
-        h = torch.relu(torch.einsum("bjd,bidh->bijh", X, W1) + b1)
-        return torch.einsum("bijh,bih->bij", h, w2) + b2
-
-    with torch.enable_grad():
-        for _ in range(steps):
-            opt.zero_grad()
-            (((predict() - y[:, None, :]) ** 2 * mask).sum(-1) / count).sum().backward()
-            opt.step()
-    with torch.no_grad():
-        return predict().diagonal(dim1=1, dim2=2)
+    """Train net (p, i) on pairs 0..i-1 of prompt p by full-batch Adam on its mean squared error, all nets at once;
+    returns net i's prediction for x_i. X [b, n, d], y [b, n] -> [b, n]."""
+    return train_prefix_nets(X, y, params, steps, lr, torch.relu, lambda out, target: (out - target) ** 2)
 
 
 def relu_net(xs, ys, hidden: int = 100, steps: int = 100, lr: float = 5e-3, seed: int = 0, chunk: int = 64):
