@@ -111,9 +111,9 @@ def lookahead_figure(curves: dict, title: str = "accuracy by lookahead"):
     return fig
 
 
-def reach_figure(res: dict, control: dict | None = None):
+def reach_figure(res: dict, control: dict | None = None, circuit: dict | None = None):
     """Reachable-set decoding (Saparov et al.): recall per layer x hop distance, and the decoded reach per layer
-    beside 2^(layer - 1)."""
+    beside 2^(layer - 1) and, where given, the traced circuits' path-merge length (`search.circuit_reach`)."""
     fig, axes = pyplot().subplots(1, 2, figsize=(10, 3.8))
     grid = np.array(res["recall_by_distance"], dtype=float)
     im = axes[0].imshow(grid, aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=1)
@@ -129,6 +129,10 @@ def reach_figure(res: dict, control: dict | None = None):
     axes[1].plot(layers, res["reach"], "o-", color="C0", lw=2, label="trained: decoded reach")
     if control is not None:
         axes[1].plot(layers, control["reach"], "s--", color="C7", label="untrained control")
+    if circuit is not None:
+        axes[1].plot(circuit["layers"], circuit["merge_length"], "^-", color="C2", lw=2,
+                     label="traced circuit: path-merge length")
+        axes[1].plot(circuit["layers"], circuit["control"], "v:", color="C2", label="circuit with random keys")
     axes[1].plot(layers[1:], [2 ** (l - 1) for l in layers[1:]], ":", color="C3", label="2^(layer - 1)")
     axes[1].set(xlabel="layer", ylabel="reach (hops decoded)", ylim=(-0.3, max(res["distances"] or [1]) + 0.5),
                 title=f"F1 by layer: {' '.join(f'{f:.2f}' for f in res['f1'])}")

@@ -2,9 +2,11 @@
 
 - `accuracy_by_lookahead`, `accuracy_on`: accuracy ("the top prediction is in the target set") on held-out test
   sets, per lookahead and per distribution, with bootstrap bands.
-- `trace_attention`: attention-perturbation tracing. Zero one attention entry at a time (batched: one prompt copy
-  per entry) and keep those that move the output logit by more than a threshold, layer by layer from the top,
-  following the positions already found to matter: the computation graph, backwards from the output.
+- `trace_attention`: attention-perturbation tracing. Zero (or max) one attention entry at a time (batched: one
+  prompt copy per entry) and keep those that move the output logit by more than a threshold, layer by layer from the
+  top, following the positions already found to matter: the computation graph, backwards from the output.
+- `circuit_reach`: the paper's own mechanism measure over many prompts: the path-merge length of the traced circuit's
+  nodes per block (the longest path among the vertices merged into a node), beside random-key circuits.
 - `reach_probe`: reachable-set decoding. At every layer, a linear probe reads from the token of u in each edge
   "E u v" the set of vertices reachable from u; scored by F1 against networkx's descendants, and by recall per hop
   distance, which shows how far the decoded reach extends at each layer (the paper: about 2^(layer - 1)).
@@ -64,14 +66,17 @@ def accuracy_by_lookahead(model, task, n: int = 500, lookaheads=None) -> dict:
 
 
 # ---- (a) attention-perturbation tracing ---------------------------------------------------------------------
-def trace_attention(model, p: tasks.Prompts, i: int = 0, threshold: float = 0.5, chunk: int = 256) -> dict:
+def trace_attention(model, p: tasks.Prompts, i: int = 0, threshold: float = 0.5, chunk: int = 256,
+                    perturbations=("zero",), drop_only: bool = False) -> dict:
     """Trace prompt i's output back through the attention entries that matter.
 
     From the top layer down: every entry (head, query q, key k) with q among the positions that matter (at the top:
-    the last token) is zeroed on its own; an entry whose removal moves the logit of the predicted vertex by more
-    than `threshold` is kept, and its key joins the positions that matter for the layers below.
+    the last token) is perturbed on its own: "zero" sets it to 0; "max" (Saparov et al.'s second perturbation) sets it
+    to its row's largest weight and renormalises the row. An entry whose perturbation moves the logit of the predicted
+    vertex by more than `threshold` (with `drop_only`, lowers it by more: the paper's rule) is kept, and its key joins
+    the positions that matter for the layers below.
     Returns {"prediction", "logit", "tokens", "labels", "layers": [{"layer", "entries": [{head, query, key,
-    effect}], "positions"}]} (layers listed top first).
+    effect, perturbation}], "positions"}]} (layers listed top first).
     """
     device = next(model.parameters()).device
     one = _rows(p, slice(i, i + 1)).to(device=device)
@@ -85,23 +90,13 @@ def trace_attention(model, p: tasks.Prompts, i: int = 0, threshold: float = 0.5,
     matter, layers = {last}, []
     for layer in reversed(range(n_layers)):
         entries = [(h, q, k) for h in range(H) for q in sorted(matter) for k in range(last + 1)]
-        effects = []
-        for start in range(0, len(entries), chunk):
-            part = torch.tensor(entries[start:start + chunk], device=device)  # [Z, 3]
-            Z = len(part)
-
-            def zero_entry(pattern, hook, part=part):  # pattern [Z, H, T, T]
-                pattern = pattern.clone()
-                pattern[torch.arange(Z, device=device), part[:, 0], part[:, 1], part[:, 2]] = 0.0
-                return pattern
-
-            with torch.no_grad():
-                out = model.run_with_hooks(tokens.expand(Z, -1), key_padding=real.expand(Z, -1),
-                                           fwd_hooks=[(f"blocks.{layer}.attn.hook_pattern", zero_entry)])
-            effects.append((out[:, last, target] - base[target]).cpu())
-        effects = torch.cat(effects) if effects else torch.zeros(0)
-        kept = [{"head": h, "query": q, "key": k, "effect": float(e)}
-                for (h, q, k), e in zip(entries, effects.tolist()) if abs(e) > threshold]
+        kept = {}
+        for how in perturbations:
+            effects = _entry_effects(model, tokens, real, layer, entries, how, last, target, chunk) - base[target].cpu()
+            for (h, q, k), e in zip(entries, effects.tolist()):
+                if (-e if drop_only else abs(e)) > threshold and abs(e) > abs(kept.get((h, q, k), {}).get("effect", 0)):
+                    kept[(h, q, k)] = {"head": h, "query": q, "key": k, "effect": float(e), "perturbation": how}
+        kept = [kept[key] for key in sorted(kept)]
         matter |= {e["key"] for e in kept}
         layers.append({"layer": layer, "entries": kept, "positions": sorted(matter)})
     toks = tokens[0, :last + 1].tolist()
@@ -109,10 +104,99 @@ def trace_attention(model, p: tasks.Prompts, i: int = 0, threshold: float = 0.5,
             "threshold": threshold, "layers": layers}
 
 
+def _entry_effects(model, tokens, real, layer: int, entries: list, how: str, last: int, target: int,
+                   chunk: int) -> torch.Tensor:
+    """The predicted vertex's logit at the last token with each attention entry (head, query, key) of block `layer`
+    perturbed on its own ("zero" or "max"), one prompt copy per entry: [len(entries)]."""
+    device = tokens.device
+    out = []
+    for start in range(0, len(entries), chunk):
+        part = torch.tensor(entries[start:start + chunk], device=device)  # [Z, 3]
+        Z = len(part)
+
+        def perturb(pattern, hook, part=part):  # pattern [Z, H, T, T]
+            pattern = pattern.clone()
+            z, h, q, k = torch.arange(Z, device=device), part[:, 0], part[:, 1], part[:, 2]
+            if how == "zero":
+                pattern[z, h, q, k] = 0.0
+            else:  # "max": the entry takes its row's largest weight, the row is renormalised
+                pattern[z, h, q, k] = pattern[z, h, q].max(-1).values
+                pattern[z, h, q] = pattern[z, h, q] / pattern[z, h, q].sum(-1, keepdim=True)
+            return pattern
+
+        with torch.no_grad():
+            logits = model.run_with_hooks(tokens.expand(Z, -1), key_padding=real.expand(Z, -1),
+                                          fwd_hooks=[(f"blocks.{layer}.attn.hook_pattern", perturb)])
+        out.append(logits[:, last, target].cpu())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
 def token_labels(tokens: list[int]) -> list[str]:
     """Readable labels: E, Q, P for the markers, vertex ids as numbers."""
     names = {EDGE: "E", QUERY: "Q", PATH: "P", PAD: "."}
     return [names.get(t, str(t - FIRST_VERTEX)) for t in tokens]
+
+
+def merge_path_lengths(trace: dict, graph) -> list[int]:
+    """Saparov et al.'s path-merge lengths of one traced prompt, per block (bottom first). A circuit node is a position
+    after block l that the blocks above read (the last token after the top block); it holds the input positions that
+    reach it through the kept attention entries, and its path length is the longest shortest path in the prompt's
+    graph restricted to the vertices at those positions (their `reachable_path_length`). Per block: the largest over
+    its nodes."""
+    import networkx as nx
+
+    tokens = trace["tokens"]
+    layers = sorted(trace["layers"], key=lambda lay: lay["layer"])
+    readers = [set(above["positions"]) for above in layers[1:]] + [{len(tokens) - 1}]  # the nodes after each block
+    sources = [{pos} for pos in range(len(tokens))]
+    out = []
+    for lay, nodes in zip(layers, readers):
+        merged = [set(s) for s in sources]
+        for e in lay["entries"]:
+            merged[e["query"]] |= sources[e["key"]]
+        sources = merged
+        longest = 0
+        for q in nodes:
+            vertices = {tokens[s] - FIRST_VERTEX for s in sources[q] if tokens[s] >= FIRST_VERTEX}
+            sub = graph.subgraph(vertices)
+            longest = max([longest] + [d for _, far in nx.all_pairs_shortest_path_length(sub) for d in far.values()])
+        out.append(longest)
+    return out
+
+
+def _random_keys(trace: dict, rng: np.random.Generator) -> dict:
+    """The control for `merge_path_lengths`: the same kept entries (layer, query) with each key drawn at random
+    among the prompt's positions."""
+    T = len(trace["tokens"])
+    return {**trace, "layers": [{**lay, "entries": [{**e, "key": int(rng.integers(T))} for e in lay["entries"]]}
+                                for lay in trace["layers"]]}
+
+
+def circuit_reach(model, task, n_prompts: int = 40, threshold: float | None = None,
+                  seed: int = TEST_SEED + 300) -> dict:
+    """Saparov et al.'s mechanism measure, aggregated over held-out prompts: trace each prompt's output through the
+    attention entries whose zeroing or maxing lowers the predicted logit by more than `threshold` (default
+    sqrt(d_model) / 2, theirs), and read the path-merge length per block (`merge_path_lengths`). The paper: about
+    2^(l - 1) after block l. Control: the same circuits with random keys. Returns per-block means over prompts
+    ("merge_length", "control"), the share of prompts whose length reaches min(2^(l - 1), the graph's longest path)
+    ("doubling_share"), kept entries per block, and the prompts' longest paths."""
+    threshold = model.cfg.d_model ** 0.5 / 2 if threshold is None else threshold
+    p = held_out_task(task).sample(n_prompts, seed=seed)
+    rng = np.random.default_rng(seed)
+    lengths_, control, entries, longest, doubled = [], [], [], [], []
+    for i in range(n_prompts):
+        trace = trace_attention(model, p, i, threshold, perturbations=("zero", "max"), drop_only=True)
+        graph = to_networkx(p, i)
+        lengths_.append(merge_path_lengths(trace, graph))
+        control.append(merge_path_lengths(_random_keys(trace, rng), graph))
+        entries.append([len(lay["entries"]) for lay in sorted(trace["layers"], key=lambda lay: lay["layer"])])
+        longest.append(nx.dag_longest_path_length(graph))
+        doubled.append([m >= min(2 ** l, longest[-1]) for l, m in enumerate(lengths_[-1])])
+    mean = lambda rows: np.asarray(rows, dtype=float).mean(0).tolist()  # noqa: E731
+    return {"layers": list(range(1, len(model.blocks) + 1)), "merge_length": mean(lengths_), "control": mean(control),
+            "doubling_share": mean(doubled), "entries_per_block": mean(entries),
+            "longest_path": float(np.mean(longest)),
+            "threshold": threshold, "n_prompts": n_prompts}
 
 
 # ---- (b) reachable-set decoding -----------------------------------------------------------------------------
@@ -224,9 +308,10 @@ def search_curve(model, task, n_prompts: int = 500) -> dict:
     return curve
 
 
-def mechanism(run, n_prompts: int, n_test: int, figures) -> dict:
-    """Reachable-set decoding of the trained model and of its untrained initialisation (the control), and the
-    attention trace of one held-out prompt; writes reach.png and trace.png into the folder `figures`."""
+def mechanism(run, n_prompts: int, n_test: int, figures, circuit_prompts: int = 40) -> dict:
+    """The traced circuits' path-merge lengths over `circuit_prompts` held-out prompts (`circuit_reach`), reachable-set
+    decoding of the trained model and of its untrained initialisation (the control), and the attention trace of one
+    held-out prompt; writes reach.png and trace.png into the folder `figures`."""
     from lab.model import build_model
 
     from .figures import reach_figure, save_figure, trace_figure
@@ -234,15 +319,16 @@ def mechanism(run, n_prompts: int, n_test: int, figures) -> dict:
     model = run.model
     untrained = build_model(run.config.model, seed=run.config.train.seed).to(next(model.parameters()).device)
     reach, control = reach_probe(model, run.task, n_prompts, n_test), reach_probe(untrained, run.task, n_prompts, n_test)
+    circuit = circuit_reach(model, run.task, circuit_prompts)
     trace = trace_attention(model, held_out_task(run.task).sample(1, seed=TEST_SEED + 7), 0)
-    save_figure(reach_figure(reach, control), figures / "reach.png")
+    save_figure(reach_figure(reach, control, circuit), figures / "reach.png")
     save_figure(trace_figure(trace), figures / "trace.png")
-    return {"reach": reach, "control": control, "trace": trace}
+    return {"reach": reach, "control": control, "circuit": circuit, "trace": trace}
 
 
 def search_probe(run, n_prompts: int = 500) -> dict:
     """`lab probe RUN search`: `mechanism` on held-out prompts, figures in RUN/figures."""
-    found = mechanism(run, n_prompts, max(100, n_prompts // 2), run.path / "figures")
+    found = mechanism(run, n_prompts, max(100, n_prompts // 2), run.path / "figures", min(40, n_prompts))
     return {"kind": "search", "run": str(run.path), **found}
 
 
@@ -251,6 +337,10 @@ def format_search(res: dict) -> str:
     for l in res["reach"]["layers"]:
         lines.append(f"{l:5d}  {res['reach']['f1'][l]:.3f} ({res['control']['f1'][l]:.3f})  "
                      f"{res['reach']['reach'][l]:13d} ({res['control']['reach'][l]})")
+    c = res["circuit"]
+    lines.append(f"traced circuits ({c['n_prompts']} prompts, logit drop > {c['threshold']:.2f}): path-merge length per "
+                 f"block {' '.join(f'{m:.2f}' for m in c['merge_length'])} (random keys "
+                 f"{' '.join(f'{m:.2f}' for m in c['control'])}; the graphs' longest path {c['longest_path']:.2f})")
     kept = [len(lay["entries"]) for lay in res["trace"]["layers"]]
     lines.append(f"attention trace of one prompt: entries kept per layer (top first) {kept}")
     return "\n".join(lines)

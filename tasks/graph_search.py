@@ -8,8 +8,10 @@ still reachable (a prediction is correct if it is in the set). Three training di
   and goal a random connected pair; its lookahead is skewed small.
 - star: the start with 2 or more arms of equal length; the goal is the tip of one arm.
 - balanced: lookahead L uniform in 0..max_lookahead: the goal path s -> p_1 -> ... -> p_L -> g (L + 1 edges), a
-  distractor arm from s of L + 1 or L + 2 edges, and extra vertices hanging off earlier vertices (they never
-  reach g), so the measured lookahead is exactly L.
+  distractor arm from s of L + 1 or L + 2 edges, then, as in their generator, a chain of a random number of
+  ancestors ending at s ("prefix vertices": s is not always a source), and the other vertices either hanging off
+  earlier vertices (they never reach g) or feeding into them (children among earlier vertices, never reachable from
+  s: the goal path gets other parents, as in naive graphs), so the measured lookahead is exactly L.
 
 Lookahead of an example = dist(current, goal) - 1: how many edges past the current vertex's children a search must
 follow to see which child leads to the goal. Everything is generated as batched tensor operations (adjacency
@@ -168,6 +170,10 @@ class GraphSearch:
         on_distractor = (v > goal[:, None]) & (v <= (goal + arm)[:, None])
         first_distractor = v == (goal + 1)[:, None]
         extra = (v > (goal + arm)[:, None]) & (v < n_real[:, None])
+        n_prefix = _uniform_int(0, (n_real - 1 - goal - arm).clamp(min=0), (B,), g)  # [B]
+        prefix = extra & (v <= (goal + arm + n_prefix)[:, None])  # a chain of ancestors ending at s
+        feeding = extra & ~prefix & (torch.rand(B, N - 1, generator=g) < 0.5)  # edges into earlier vertices
+        extra = extra & ~prefix & ~feeding
         random_parent = (torch.rand(B, N - 1, generator=g) * v).long()  # uniform in 0..v-1
         parent = torch.where(first_distractor, 0, v - 1)
         parent = torch.where(extra, random_parent, parent)
@@ -175,6 +181,14 @@ class GraphSearch:
         real = (v <= goal[:, None]) | on_distractor | extra
         b, c = real.nonzero(as_tuple=True)
         adj[b, parent[b, c], c + 1] = True
+        b, c = prefix.nonzero(as_tuple=True)  # prefix vertex v -> v - 1, the first one -> s
+        adj[b, c + 1, torch.where(c + 1 == goal[b] + arm[b] + 1, 0, c)] = True
+        # a feeding vertex v: 1..max_parents children among the vertices before it and no parents but other feeding
+        # ones, so no feeding vertex is reachable from s (acyclic; s's children and the lookahead stay as built)
+        k = torch.minimum(_uniform_int(1, self.max_parents, (B, N - 1), g), v)  # [B, N-1]
+        scores = torch.rand(B, N - 1, N, generator=g).masked_fill(torch.arange(N) >= v[..., None], 2.0)  # [B, v, child]
+        kth = scores.sort(-1).values.gather(-1, (k - 1).unsqueeze(-1))  # [B, N-1, 1]
+        adj[:, 1:] |= (scores <= kth) & feeding.unsqueeze(-1)
         second = extra & (torch.rand(B, N - 1, generator=g) < 0.5)  # half the extras get a second parent
         b, c = second.nonzero(as_tuple=True)
         adj[b, (torch.rand(len(b), generator=g) * (c + 1)).long(), c + 1] = True

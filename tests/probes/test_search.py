@@ -1,13 +1,14 @@
 import networkx as nx
+import numpy as np
 import pytest
 import torch
 
 import tasks
 from lab.config import make_config
 from lab.model import build_model
-from probes.search import (TEST_SEED, _reach_labels, _vertex_tokens, accuracy_by_lookahead, decode_reach, f1_score,
-                           trace_attention)
-from tasks.graph_search import PAD, encode_tokens, lengths, to_networkx
+from probes.search import (TEST_SEED, _random_keys, _reach_labels, _vertex_tokens, accuracy_by_lookahead, circuit_reach,
+                           decode_reach, f1_score, format_search, merge_path_lengths, search_probe, trace_attention)
+from tasks.graph_search import EDGE, FIRST_VERTEX, PAD, QUERY, encode_tokens, lengths, to_networkx
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,68 @@ def test_tracing_effects_equal_single_perturbations(model_and_task):
     for upper, lower in zip(res["layers"], res["layers"][1:]):
         assert set(upper["positions"]) <= set(lower["positions"])
         assert {e["key"] for e in lower["entries"]} <= set(lower["positions"])
+
+
+def test_maxing_an_entry_and_the_drop_rule_match_a_hand_perturbation(model_and_task):
+    """Saparov et al.'s second perturbation: the entry takes its row's largest weight and the row is renormalised;
+    with drop_only, only entries that lower the predicted logit are kept."""
+    model, task = model_and_task
+    p = task.sample(2, seed=int(torch.randint(0, 10**6, ()).item()))
+    res = trace_attention(model, p, i=0, threshold=0.02, chunk=5, perturbations=("zero", "max"), drop_only=True)
+    tokens = encode_tokens(tasks.Prompts(p.xs[:1], p.ys[:1], {k: v[:1] for k, v in p.params.items()}))
+    last = len(res["tokens"]) - 1
+    with torch.no_grad():
+        base = model(tokens, key_padding=tokens != PAD)[0, last, res["prediction"]]
+    kinds = set()
+    for layer in res["layers"]:
+        for e in layer["entries"]:
+            def perturb(pattern, hook, e=e):
+                pattern = pattern.clone()
+                row = pattern[0, e["head"], e["query"]]
+                row[e["key"]] = 0.0 if e["perturbation"] == "zero" else row.max()
+                if e["perturbation"] == "max":
+                    row /= row.sum()
+                return pattern
+
+            with torch.no_grad():
+                out = model.run_with_hooks(tokens, key_padding=tokens != PAD,
+                                           fwd_hooks=[(f"blocks.{layer['layer']}.attn.hook_pattern", perturb)])
+            assert float(out[0, last, res["prediction"]] - base) == pytest.approx(e["effect"], abs=1e-4)
+            assert e["effect"] < -0.02
+            kinds.add(e["perturbation"])
+    assert kinds == {"zero", "max"}
+
+
+def test_merge_path_lengths_follow_the_merged_vertices():
+    """Chain 0 -> 1 -> 2 -> 3 -> 4 as tokens E 0 1 E 1 2 E 2 3 E 3 4 Q 0 4 (positions 0..14). Block 0 merges each of
+    two edges' tokens (length 1); block 1 merges those two nodes (0 -> 1 -> 2: length 2); block 2 brings them into
+    the last token (the goal, 4): vertices {0, 1, 2, 4} hold no longer path, still 2."""
+    graph = nx.DiGraph([(0, 1), (1, 2), (2, 3), (3, 4)])
+    tokens = []
+    for u, v in graph.edges:
+        tokens += [EDGE, FIRST_VERTEX + u, FIRST_VERTEX + v]
+    tokens += [QUERY, FIRST_VERTEX + 0, FIRST_VERTEX + 4]
+    entry = lambda q, k: {"head": 0, "query": q, "key": k}  # noqa: E731
+    trace = {"tokens": tokens, "layers": [  # top first, as trace_attention lists them
+        {"layer": 2, "entries": [entry(14, 4)], "positions": [4, 14]},
+        {"layer": 1, "entries": [entry(4, 1)], "positions": [1, 4, 14]},
+        {"layer": 0, "entries": [entry(1, 2), entry(4, 5)], "positions": [1, 2, 4, 5, 14]}]}
+    assert merge_path_lengths(trace, graph) == [1, 2, 2]
+    trace["layers"][0]["entries"].append(entry(14, 8))  # the token of 3 (edge (2, 3)) joins the last token too
+    trace["layers"][0]["positions"].append(8)
+    assert merge_path_lengths(trace, graph) == [1, 2, 4]
+    shuffled = _random_keys(trace, np.random.default_rng(0))
+    assert [[e["query"] for e in lay["entries"]] for lay in shuffled["layers"]] == \
+        [[e["query"] for e in lay["entries"]] for lay in trace["layers"]]
+
+
+def test_circuit_reach_aggregates_per_block(model_and_task):
+    model, task = model_and_task
+    res = circuit_reach(model, task, n_prompts=4, threshold=0.02)
+    assert res["layers"] == [1, 2, 3] and len(res["merge_length"]) == len(res["control"]) == 3
+    # per prompt a merged path is never longer than the graph's longest path, so neither are the means
+    assert all(0 <= m <= res["longest_path"] + 1e-9 for m in res["merge_length"] + res["control"])
+    assert all(0 <= s <= 1 for s in res["doubling_share"]) and res["threshold"] == 0.02
 
 
 def test_reach_labels_are_the_descendants(model_and_task):
@@ -102,3 +165,16 @@ def test_accuracy_by_lookahead_counts_correct_answers(model_and_task):
         logits = model(tokens, key_padding=tokens != PAD)[torch.arange(64), lengths(p) - 1]
         right = [bool(p.ys[i, logits[i].argmax()]) for i in range(64)]
         assert r["mean"] == pytest.approx(sum(right) / 64) and r["lo"] <= r["mean"] <= r["hi"]
+
+
+def test_search_probe_reports_the_circuits_and_draws_them(tmp_path):
+    """`lab probe RUN search` on a briefly trained run: the traced circuits, the probes and both figures."""
+    import lab
+
+    run = lab.train("graph-search", {"task.n_vertices": 7, "model.n_layers": 2, "model.d_model": 16,
+                                     "train.steps": 3}, out=tmp_path / "g", quiet=True)
+    res = search_probe(run, n_prompts=12)
+    assert res["circuit"]["n_prompts"] == 12 and len(res["circuit"]["merge_length"]) == 2
+    assert res["circuit"]["threshold"] == pytest.approx(16 ** 0.5 / 2)  # the paper's sqrt(d) / 2
+    assert "traced circuits (12 prompts" in format_search(res)
+    assert (run.path / "figures" / "reach.png").stat().st_size > 0 and (run.path / "figures" / "trace.png").exists()
