@@ -13,6 +13,8 @@
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import networkx as nx
 import numpy as np
 import torch
@@ -143,8 +145,6 @@ def merge_path_lengths(trace: dict, graph) -> list[int]:
     reach it through the kept attention entries, and its path length is the longest shortest path in the prompt's
     graph restricted to the vertices at those positions (their `reachable_path_length`). Per block: the largest over
     its nodes."""
-    import networkx as nx
-
     tokens = trace["tokens"]
     layers = sorted(trace["layers"], key=lambda lay: lay["layer"])
     readers = [set(above["positions"]) for above in layers[1:]] + [{len(tokens) - 1}]  # the nodes after each block
@@ -172,6 +172,23 @@ def _random_keys(trace: dict, rng: np.random.Generator) -> dict:
                                 for lay in trace["layers"]]}
 
 
+def token_role(tokens: list[int], pos: int, graph, start: int, goal: int) -> str:
+    """What the token at `pos` is, for reading circuits: a marker ("E", "Q", "P"), or "slot:vertex" with slot one of
+    src / tgt (an edge's source or target), qs / qg (the query's start or goal), path, and vertex one of s, g,
+    "target child" (a child of s that reaches g), "other child", "reaches g", "other"."""
+    t = tokens[pos]
+    if t < FIRST_VERTEX:
+        return {EDGE: "E", QUERY: "Q", PATH: "P"}.get(t, "pad")
+    before = [tokens[pos - k] if pos >= k else None for k in (1, 2)]
+    slot = ("src" if before[0] == EDGE else "tgt" if before[1] == EDGE else "qs" if before[0] == QUERY
+            else "qg" if before[1] == QUERY else "path")
+    v = t - FIRST_VERTEX
+    leads = v == goal or nx.has_path(graph, v, goal)
+    vertex = ("s" if v == start else "g" if v == goal else ("target child" if leads else "other child")
+              if graph.has_edge(start, v) else "reaches g" if leads else "other")
+    return f"{slot}:{vertex}"
+
+
 def circuit_reach(model, task, n_prompts: int = 40, threshold: float | None = None,
                   seed: int = TEST_SEED + 300) -> dict:
     """Saparov et al.'s mechanism measure, aggregated over held-out prompts: trace each prompt's output through the
@@ -179,14 +196,20 @@ def circuit_reach(model, task, n_prompts: int = 40, threshold: float | None = No
     sqrt(d_model) / 2, theirs), and read the path-merge length per block (`merge_path_lengths`). The paper: about
     2^(l - 1) after block l. Control: the same circuits with random keys. Returns per-block means over prompts
     ("merge_length", "control"), the share of prompts whose length reaches min(2^(l - 1), the graph's longest path)
-    ("doubling_share"), kept entries per block, and the prompts' longest paths."""
+    ("doubling_share"), kept entries per block, the most frequent (query role <- key role) per block ("roles",
+    `token_role`: what the circuit reads), and the prompts' longest paths."""
     threshold = model.cfg.d_model ** 0.5 / 2 if threshold is None else threshold
     p = held_out_task(task).sample(n_prompts, seed=seed)
     rng = np.random.default_rng(seed)
     lengths_, control, entries, longest, doubled = [], [], [], [], []
+    roles = [Counter() for _ in model.blocks]
     for i in range(n_prompts):
         trace = trace_attention(model, p, i, threshold, perturbations=("zero", "max"), drop_only=True)
         graph = to_networkx(p, i)
+        s, g = int(p.params["start"][i]), int(p.params["goal"][i])
+        for lay in trace["layers"]:
+            roles[lay["layer"]].update(f"{token_role(trace['tokens'], e['query'], graph, s, g)} <- "
+                                       f"{token_role(trace['tokens'], e['key'], graph, s, g)}" for e in lay["entries"])
         lengths_.append(merge_path_lengths(trace, graph))
         control.append(merge_path_lengths(_random_keys(trace, rng), graph))
         entries.append([len(lay["entries"]) for lay in sorted(trace["layers"], key=lambda lay: lay["layer"])])
@@ -195,7 +218,7 @@ def circuit_reach(model, task, n_prompts: int = 40, threshold: float | None = No
     mean = lambda rows: np.asarray(rows, dtype=float).mean(0).tolist()  # noqa: E731
     return {"layers": list(range(1, len(model.blocks) + 1)), "merge_length": mean(lengths_), "control": mean(control),
             "doubling_share": mean(doubled), "entries_per_block": mean(entries),
-            "longest_path": float(np.mean(longest)),
+            "roles": [dict(r.most_common(6)) for r in roles], "longest_path": float(np.mean(longest)),
             "threshold": threshold, "n_prompts": n_prompts}
 
 

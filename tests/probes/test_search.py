@@ -7,8 +7,9 @@ import tasks
 from lab.config import make_config
 from lab.model import build_model
 from probes.search import (TEST_SEED, _random_keys, _reach_labels, _vertex_tokens, accuracy_by_lookahead, circuit_reach,
-                           decode_reach, f1_score, format_search, merge_path_lengths, search_probe, trace_attention)
-from tasks.graph_search import EDGE, FIRST_VERTEX, PAD, QUERY, encode_tokens, lengths, to_networkx
+                           decode_reach, f1_score, format_search, merge_path_lengths, search_probe, token_role,
+                           trace_attention)
+from tasks.graph_search import EDGE, FIRST_VERTEX, PAD, PATH, QUERY, encode_tokens, lengths, to_networkx
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +102,18 @@ def test_merge_path_lengths_follow_the_merged_vertices():
         [[e["query"] for e in lay["entries"]] for lay in trace["layers"]]
 
 
+def test_token_roles_name_the_slot_and_the_vertex():
+    """Graph s=0 -> 1 -> 3 = g, 0 -> 2, 4 -> 3: tokens E 0 1 E 0 2 E 1 3 E 4 3 Q 0 3 P 0."""
+    graph = nx.DiGraph([(0, 1), (0, 2), (1, 3), (4, 3)])
+    tokens = []
+    for u, v in graph.edges:
+        tokens += [EDGE, FIRST_VERTEX + u, FIRST_VERTEX + v]
+    tokens += [QUERY, FIRST_VERTEX + 0, FIRST_VERTEX + 3, PATH, FIRST_VERTEX + 0]
+    roles = [token_role(tokens, pos, graph, 0, 3) for pos in range(len(tokens))]
+    assert roles == ["E", "src:s", "tgt:target child", "E", "src:s", "tgt:other child", "E", "src:target child",
+                     "tgt:g", "E", "src:reaches g", "tgt:g", "Q", "qs:s", "qg:g", "P", "path:s"]
+
+
 def test_circuit_reach_aggregates_per_block(model_and_task):
     model, task = model_and_task
     res = circuit_reach(model, task, n_prompts=4, threshold=0.02)
@@ -108,6 +121,8 @@ def test_circuit_reach_aggregates_per_block(model_and_task):
     # per prompt a merged path is never longer than the graph's longest path, so neither are the means
     assert all(0 <= m <= res["longest_path"] + 1e-9 for m in res["merge_length"] + res["control"])
     assert all(0 <= s <= 1 for s in res["doubling_share"]) and res["threshold"] == 0.02
+    kept = sum(sum(r.values()) for r in res["roles"])  # the 6 most frequent per block, of entries_per_block x 4
+    assert 0 < kept <= sum(res["entries_per_block"]) * 4 + 1e-9
 
 
 def test_reach_labels_are_the_descendants(model_and_task):
