@@ -1,5 +1,5 @@
 """Graph search (Saparov et al. 2024): a graph-search run on one held-out graph (its choice among the current
-vertex's children), its accuracy by lookahead, the reachable sets decoded per layer, and the experiments'
+vertex's children), its accuracy by lookahead, the traced circuits and reachable sets per layer, and the experiments'
 results."""
 import streamlit as st
 import torch
@@ -65,10 +65,12 @@ elif run is not None:
                           "accuracy": [round(r["mean"], 3) for r in result["distributions"].values()]},
                          hide_index=True)
 
-    st.subheader("Reachable sets, layer by layer")
-    st.caption("A linear probe reads, from the token of u in each edge 'E u v', which vertices are reachable from "
-               "u; the decoded reach is how many hops it covers. Beside it: the same model untrained.")
-    if st.button("Decode reachable sets and trace one prompt", key="graph_probe"):
+    st.subheader("Circuits and reachable sets, layer by layer")
+    st.caption("Saparov et al.'s tracing over many prompts: the attention entries whose zeroing or maxing lowers the "
+               "answer's logit, and per block the longest graph path among the vertices merged into one circuit node "
+               "(beside the same circuits with random keys). Then a linear probe reads, from the token of u in each "
+               "edge 'E u v', which vertices are reachable from u, beside the same model untrained.")
+    if st.button("Trace circuits and decode reachable sets", key="graph_probe"):
         with st.spinner(f"lab probe {run.path.name} search ..."), common.guard("Probe search"):
             probe_run(run, "search", n_prompts=600)
     res = common.read_json(run.path / "eval" / "search.json")
@@ -84,6 +86,8 @@ st.subheader("Naive vs balanced training")
 common.experiment_result("saparov-distributions", "lookahead.png", 15, "graph_experiment_run")
 st.markdown("**What to notice.** Trained on naive random graphs, where most questions need no look-ahead, the model "
             "gets short searches right and long ones wrong; trained on the balanced distribution, where every "
-            "lookahead is equally common, it keeps working as the lookahead grows. Inside, the tokens of the edges "
-            "come to hold the set of vertices reachable from them, and that set grows with depth, roughly doubling "
-            "per layer: a parallel search, not a step-by-step one.")
+            "lookahead is equally common, it keeps working as the lookahead grows. Inside, the paper finds every "
+            "vertex's token holding the set of vertices reachable from it, growing with depth, roughly doubling per "
+            "layer: a parallel search. The CPU-sized model here shows little of that (the saparov-mechanism row of "
+            "the README): its traced circuits merge paths of about one hop and read the start's edges and the "
+            "edges on the way to the goal straight into the last token.")

@@ -106,7 +106,8 @@ def test_graph_page_shows_another_graph_for_another_lookahead(app):
     assert "Accuracy by lookahead" in _texts(app) and len(app.dataframe) >= 2
     app.button(key="graph_probe").click().run()
     assert not app.exception and not app.error, [e.value for e in app.error]
-    assert "decoded reach" in _texts(app) and (Path(os.environ["LAB_RUNS"]) / "graph" / "eval" / "search.json").is_file()
+    assert "decoded reach" in _texts(app) and "traced circuits" in _texts(app)
+    assert (Path(os.environ["LAB_RUNS"]) / "graph" / "eval" / "search.json").is_file()
 
 
 def test_svm_page_solves_another_problem_and_another_ratio(app):
