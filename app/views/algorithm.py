@@ -23,9 +23,10 @@ SECTIONS = {
     "construction": ("Trained weights vs the GD construction (von Oswald et al.)",
                      "For one linear self-attention layer: W_KQ and W_PV beside the weights that implement one "
                      "gradient-descent step exactly."),
-    "search": ("Graph search: reachable sets per layer (Saparov et al.)",
-               "For a graph-search run: which vertices each edge token knows to be reachable, layer by layer, and "
-               "the attention entries that carry one answer (more on the Graph search page)."),
+    "search": ("Graph search: circuits and reachable sets per layer (Saparov et al.)",
+               "For a graph-search run: the path-merge length of the traced circuits per block, which vertices each "
+               "edge token knows to be reachable, layer by layer, and the attention entries that carry one answer "
+               "(more on the Graph search page)."),
 }
 FIGURES = {"readout": "readout.png", "construction": "kq_pv.png", "search": "reach.png"}
 
