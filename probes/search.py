@@ -201,7 +201,7 @@ def circuit_reach(model, task, n_prompts: int = 40, threshold: float | None = No
     threshold = model.cfg.d_model ** 0.5 / 2 if threshold is None else threshold
     p = held_out_task(task).sample(n_prompts, seed=seed)
     rng = np.random.default_rng(seed)
-    lengths_, control, entries, longest, doubled = [], [], [], [], []
+    merges, control, entries, longest, doubled = [], [], [], [], []
     roles = [Counter() for _ in model.blocks]
     for i in range(n_prompts):
         trace = trace_attention(model, p, i, threshold, perturbations=("zero", "max"), drop_only=True)
@@ -210,13 +210,13 @@ def circuit_reach(model, task, n_prompts: int = 40, threshold: float | None = No
         for lay in trace["layers"]:
             roles[lay["layer"]].update(f"{token_role(trace['tokens'], e['query'], graph, s, g)} <- "
                                        f"{token_role(trace['tokens'], e['key'], graph, s, g)}" for e in lay["entries"])
-        lengths_.append(merge_path_lengths(trace, graph))
+        merges.append(merge_path_lengths(trace, graph))
         control.append(merge_path_lengths(_random_keys(trace, rng), graph))
         entries.append([len(lay["entries"]) for lay in sorted(trace["layers"], key=lambda lay: lay["layer"])])
         longest.append(nx.dag_longest_path_length(graph))
-        doubled.append([m >= min(2 ** l, longest[-1]) for l, m in enumerate(lengths_[-1])])
+        doubled.append([m >= min(2 ** l, longest[-1]) for l, m in enumerate(merges[-1])])
     mean = lambda rows: np.asarray(rows, dtype=float).mean(0).tolist()  # noqa: E731
-    return {"layers": list(range(1, len(model.blocks) + 1)), "merge_length": mean(lengths_), "control": mean(control),
+    return {"layers": list(range(1, len(model.blocks) + 1)), "merge_length": mean(merges), "control": mean(control),
             "doubling_share": mean(doubled), "entries_per_block": mean(entries),
             "roles": [dict(r.most_common(6)) for r in roles], "longest_path": float(np.mean(longest)),
             "threshold": threshold, "n_prompts": n_prompts}
