@@ -138,12 +138,11 @@ def analyse_mechanism(ctx):
               claim("reachable sets are decodable beyond the untrained control (linear probe at the edge source "
                     "tokens, F1 at the last layer, trained - control > 0.1)", "yes",
                     round(reach["f1"][-1] - control["f1"][-1], 4), reach["f1"][-1] - control["f1"][-1] > 0.1)]
-    # not a claim, recorded beside it: the other direction at the other edge token (which vertices reach v). In
-    # balanced graphs the start reaches every vertex: with the start left out of the labels this decoded nothing
-    # (F1 <= 0.18 at the quick scale), so what it shows is that the tokens know the start
+    # not a claim, recorded beside it: the other direction at the other edge token (which vertices reach v). When
+    # balanced graphs had no ancestors of the start, the start reached every vertex: with the start left out of the
+    # labels this decoded nothing (F1 <= 0.18 at the quick scale), so what it showed was that the tokens know the start
     ancestors = reach_probe(run.model, run.task, s["probe_prompts"], n_test, position="target", direction="ancestors")
     metrics = {"circuit": circuit, "reach": reach, "control": control, "ancestors_at_target": ancestors,
-               "trace_entries_per_layer":
-               [len(lay["entries"]) for lay in trace["layers"]], "accuracy": accuracy_on(
-                   run.model, held_out_task(run.task), s["n_eval"])["mean"]}
+               "trace_entries_per_layer": [len(lay["entries"]) for lay in trace["layers"]],
+               "accuracy": accuracy_on(run.model, held_out_task(run.task), s["n_eval"])["mean"]}
     return claims, metrics
