@@ -411,10 +411,13 @@ def main(argv=None) -> int:
             print(f"lab: error: --{name.replace('_', '-')} must be an integer >= 1; got {getattr(args, name)}",
                   file=sys.stderr)
             return 2
-    # SIGTERM stops a training like Ctrl-C (status written, checkpoint kept); the dashboard owns its own signals
+    # SIGTERM stops a training like Ctrl-C (status written, checkpoint kept); the dashboard owns its own signals.
+    # SIGINT is Ctrl-C even where the parent ignored it (a script's background job inherits SIGINT ignored, and
+    # Python then leaves it so): the dashboard's stop button and `kill -INT` must still stop a training cleanly
     own_sigterm = args.func is not cmd_dashboard and threading.current_thread() is threading.main_thread()
     if own_sigterm:
         previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+        previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return args.func(args)
     except (ConfigError, FileNotFoundError, ValueError, OSError) as e:  # RunFileError, RunLocked: ValueErrors
@@ -438,6 +441,7 @@ def main(argv=None) -> int:
     finally:
         if own_sigterm:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
 
 
 if __name__ == "__main__":

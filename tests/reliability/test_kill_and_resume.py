@@ -129,13 +129,21 @@ def test_two_trainers_in_one_process_cannot_share_a_folder(tmp_path):
     assert lab.train("tiny-linreg", SMALL, out=out, quiet=True).status["status"] == "done"
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
-def test_a_stopped_training_names_the_exact_command_that_resumes_it(tmp_path, stop, tally):
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("stop, inherited", [(signal.SIGINT, None), (signal.SIGTERM, None),
+                                             (signal.SIGINT, _ignore_sigint)],
+                         ids=["Ctrl-C", "SIGTERM", "Ctrl-C, started with SIGINT ignored"])
+def test_a_stopped_training_names_the_exact_command_that_resumes_it(tmp_path, stop, inherited, tally):
     """Without --out the run folder is named by the clock: the hint must name it, or the same command would start
-    a new run."""
+    a new run. A script's background job inherits SIGINT ignored (so does the dashboard's job, when the dashboard
+    runs in the background): `lab` must still take SIGINT as Ctrl-C."""
     args = ["train", "tiny-linreg", *SMALL[:-3], "train.steps=1000000", "train.checkpoint_every=20", "--quiet"]
     proc = subprocess.Popen([sys.executable, "-m", "lab.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=tmp_path, env={**os.environ, "LAB_RUNS": str(tmp_path / "runs")})
+                            text=True, cwd=tmp_path, env={**os.environ, "LAB_RUNS": str(tmp_path / "runs")},
+                            preexec_fn=inherited)
     try:
         assert wait_for(lambda: any((tmp_path / "runs").glob("*/checkpoint.pt")))
         time.sleep(0.5)
