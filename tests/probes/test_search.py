@@ -142,10 +142,10 @@ def test_reach_labels_are_the_descendants(model_and_task):
     _, cache = model.run_with_cache(tokens, key_padding=tokens != PAD)
     b, u = owners[5]
     e = [i for i, (bb, _) in enumerate(owners) if bb == b].index(5)
-    assert torch.allclose(feats[2, 5], cache["blocks.1.hook_resid_post"][b, 3 * e + 1], atol=1e-5)
+    assert torch.allclose(feats[2, 5], cache["blocks.1.hook_resid_post"][b, 3 * e + 1], rtol=1e-4, atol=1e-4)
     target_feats, target_owners = _vertex_tokens(model, p, "target")
     assert target_owners[5] == (b, int(p.xs[b, e, 1]))
-    assert torch.allclose(target_feats[2, 5], cache["blocks.1.hook_resid_post"][b, 3 * e + 2], atol=1e-5)
+    assert torch.allclose(target_feats[2, 5], cache["blocks.1.hook_resid_post"][b, 3 * e + 2], rtol=1e-4, atol=1e-4)
 
 
 def test_decoded_reach_follows_what_the_features_hold():
