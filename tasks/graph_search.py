@@ -66,6 +66,12 @@ def _pick(mask: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return scores.argmax(-1)
 
 
+def _k_smallest(scores: torch.Tensor, k: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mask of the k smallest scores along `dim` (k: the count per slice, shaped as scores without `dim`)."""
+    kth = scores.sort(dim).values.gather(dim, (k - 1).unsqueeze(dim))
+    return scores <= kth
+
+
 def _uniform_int(lo: torch.Tensor | int, hi: torch.Tensor | int, shape, g) -> torch.Tensor:
     """Integers uniform in [lo, hi] (inclusive, elementwise)."""
     lo, hi = torch.as_tensor(lo), torch.as_tensor(hi)
@@ -133,8 +139,7 @@ class GraphSearch:
         k = _uniform_int(1, self.max_parents, (B, N), g).clamp(max=j.clamp(min=1))  # parents wanted per vertex
         earlier = j[:, None] < j[None, :]  # [parent, child]
         scores = torch.rand(B, N, N, generator=g).masked_fill(~earlier, 2.0)  # [B, parent, child]
-        kth = scores.sort(1).values.gather(1, (k - 1).unsqueeze(1))  # [B, 1, N]: each child's k-th smallest score
-        adj = (scores <= kth) & earlier & (j[None, None, :] < n_real[:, None, None])  # k random earlier parents
+        adj = _k_smallest(scores, k, 1) & earlier & (j[None, None, :] < n_real[:, None, None])  # k random earlier parents
         reach = reachability(adj)
         pair = _pick(reach.flatten(1), g)  # a uniformly random connected (start, goal) pair
         start, goal = pair // N, pair % N
@@ -187,8 +192,7 @@ class GraphSearch:
         # ones, so no feeding vertex is reachable from s (acyclic; s's children and the lookahead stay as built)
         k = torch.minimum(_uniform_int(1, self.max_parents, (B, N - 1), g), v)  # [B, N-1]
         scores = torch.rand(B, N - 1, N, generator=g).masked_fill(torch.arange(N) >= v[..., None], 2.0)  # [B, v, child]
-        kth = scores.sort(-1).values.gather(-1, (k - 1).unsqueeze(-1))  # [B, N-1, 1]
-        adj[:, 1:] |= (scores <= kth) & feeding.unsqueeze(-1)
+        adj[:, 1:] |= _k_smallest(scores, k, -1) & feeding.unsqueeze(-1)
         second = extra & (torch.rand(B, N - 1, generator=g) < 0.5)  # half the extras get a second parent
         b, c = second.nonzero(as_tuple=True)
         adj[b, (torch.rand(len(b), generator=g) * (c + 1)).long(), c + 1] = True
