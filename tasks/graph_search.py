@@ -139,7 +139,8 @@ class GraphSearch:
         k = _uniform_int(1, self.max_parents, (B, N), g).clamp(max=j.clamp(min=1))  # parents wanted per vertex
         earlier = j[:, None] < j[None, :]  # [parent, child]
         scores = torch.rand(B, N, N, generator=g).masked_fill(~earlier, 2.0)  # [B, parent, child]
-        adj = _k_smallest(scores, k, 1) & earlier & (j[None, None, :] < n_real[:, None, None])  # k random earlier parents
+        # k random earlier parents per child, among the graph's real vertices
+        adj = _k_smallest(scores, k, 1) & earlier & (j[None, None, :] < n_real[:, None, None])
         reach = reachability(adj)
         pair = _pick(reach.flatten(1), g)  # a uniformly random connected (start, goal) pair
         start, goal = pair // N, pair % N
