@@ -1,22 +1,34 @@
-"""LSTM and Hyena challengers: causal, the FFT convolution equals the direct one, and they train on the same
-trainer and read through the same formats."""
+"""LSTM and Hyena challengers: causal, the FFT and Toeplitz convolutions equal the direct sum, the short
+convolution equals PyTorch's, and they train on the same trainer and read through the same formats."""
 import pytest
 import torch
 
 import lab
-from lab.challengers import causal_fft_conv
+from lab.challengers import FFT_FROM, causal_conv, causal_fft_conv, causal_short_conv, causal_toeplitz_conv
 from lab.config import ConfigError, ModelConfig, make_config
 from lab.model import build_model
 
 
-def test_fft_convolution_equals_the_direct_causal_sum():
-    g = torch.Generator().manual_seed(0)
-    u, h = torch.randn(2, 3, 17, generator=g, dtype=torch.float64), torch.randn(3, 17, generator=g, dtype=torch.float64)
+@pytest.mark.parametrize("T", [17, FFT_FROM + 3])
+def test_fft_and_toeplitz_convolutions_equal_the_direct_causal_sum(T):
+    g = torch.Generator().manual_seed(T)
+    u, h = torch.randn(2, 3, T, generator=g, dtype=torch.float64), torch.randn(3, T, generator=g, dtype=torch.float64)
     direct = torch.zeros_like(u)
-    for t in range(17):
+    for t in range(T):
         for s in range(t + 1):
             direct[..., t] += h[:, s] * u[..., t - s]
-    torch.testing.assert_close(causal_fft_conv(u, h), direct, rtol=0, atol=1e-10)
+    for conv in (causal_fft_conv, causal_toeplitz_conv, causal_conv):
+        torch.testing.assert_close(conv(u, h), direct, rtol=0, atol=1e-10)
+
+
+def test_short_convolution_equals_pytorchs_trimmed_to_causal():
+    g = torch.Generator().manual_seed(3)
+    conv = torch.nn.Conv1d(6, 6, kernel_size=3, groups=6, padding=2).double()
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
+        conv.bias.copy_(torch.randn(6, generator=g))
+    x = torch.randn(4, 6, 11, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(causal_short_conv(conv, x), conv(x)[..., :11], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("arch", ["lstm", "hyena"])
