@@ -30,7 +30,8 @@ DEMOS = [
     {"title": "6. Learning on top of a representation", "name": "guo-representation",
      "what": "Labels are a fresh linear function of a fixed nonlinear feature map Phi*(x) (Guo et al.). The model "
              "learns it near the best possible learner, ridge on Phi*(x). Notice the probes finding Phi*(x) in the "
-             "lower layers, and the upper layers alone doing linear regression when pasted onto new features.",
+             "lower layers. The paper's pasting (the upper layers alone, on new features) and copying claims miss "
+             "at the quick scale: the claims table says by how much.",
      "minutes": 10},
     {"title": "7. Attention selects tokens like a max-margin SVM", "name": "svm-convergence",
      "what": "One attention layer trained by normalised gradient descent on 100 random token-selection problems "
