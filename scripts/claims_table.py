@@ -26,7 +26,7 @@ def rows(res: dict) -> list[str]:
             passed = f"{c['passed_seeds']}/{c['seeds']}"
         else:
             ours, passed = fmt(c["ours"]), "1/1" if c["passed"] else "0/1"
-        claim = c["claim"].replace("|", "/")
+        ours, claim = str(ours).replace(" | ", "; "), c["claim"].replace("|", "/")  # results written before "; "
         out.append(f"| {res['name']} | {claim} | {fmt(c['paper'])} | {ours} | {passed} | {res['wall_s']:.0f} s |")
     return out
 

@@ -188,7 +188,7 @@ def claims_over_seeds(claims_by_seed: list[list[dict]], n_seeds: int) -> list[di
             stats = mean_interval(values)
             row.update(ours=stats["mean"], ours_mean=stats["mean"], ours_lo=stats["lo"], ours_hi=stats["hi"])
         else:
-            row.update(ours=" | ".join(map(str, values)), ours_mean=None, ours_lo=None, ours_hi=None)
+            row.update(ours="; ".join(map(str, values)), ours_mean=None, ours_lo=None, ours_hi=None)
         out.append(row)
     return out
 
