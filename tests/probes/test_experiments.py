@@ -56,7 +56,7 @@ def test_claims_over_seeds_count_a_failed_seed_as_a_miss_and_join_texts():
             [claim("a", 1.0, 0.7, False), claim("b", "x", "no", False)]]
     a, b = claims_over_seeds(runs, n_seeds=3)  # the third seed failed before its analysis
     assert (a["passed_seeds"], a["seeds"], a["passed"], a["ours"]) == (1, 3, False, pytest.approx(0.6))
-    assert b["ours"] == "yes | no" and b["ours_mean"] is None and b["passed_seeds"] == 1
+    assert b["ours"] == "yes; no" and b["ours_mean"] is None and b["passed_seeds"] == 1
 
 
 def test_unknown_experiment_lists_choices():
