@@ -87,6 +87,25 @@ def mlp(xs, ys, hidden: int = 32, steps: int = 200, lr: float = 0.03, seed: int 
     return own.to(xs.dtype)
 
 
+def query_only(task, xs: torch.Tensor, n_functions: int = 4096, seed: int = 0, chunk: int = 256) -> torch.Tensor:
+    """The best guess from the query alone, ignoring every in-context example: scores [...] = E_f[f(x)] over
+    n_functions fresh functions of the task's class (Monte Carlo), for queries xs [..., n]. A model at this level
+    learned the class's prior over inputs, not in context. Not for classes whose inputs are drawn to fit the function
+    (forced examples) or whose labels depend on the other examples (nearest neighbour)."""
+    from tasks.boolean import FORCE, evaluate
+
+    if task.fn in FORCE or task.fn == "nearest_neighbour":
+        raise ValueError(f"query_only needs inputs drawn independently of the function; {task.fn} draws them to fit it")
+    flat = xs.reshape(-1, xs.shape[-1]).float()  # [M, n]
+    total = torch.zeros(flat.shape[0], dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    for start in range(0, n_functions, chunk):
+        F = min(chunk, n_functions - start)
+        params = task.draw_functions(F, generator=g)
+        total += evaluate(task.fn, params, flat.expand(F, *flat.shape)).double().sum(0)  # [M]
+    return (total / n_functions).reshape(xs.shape[:-1])
+
+
 def accuracy(scores: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
     """Per-example correctness [B, N] (1 or 0) of scores against labels in {-1, +1}."""
     return ((scores > 0) == (ys > 0)).to(torch.float64)

@@ -79,7 +79,7 @@ class BooleanFunctions:
         g = make_generator(seed, generator)
         B, N, n = batch, n_points, self.n
         xs = torch.randint(0, 2, (B, N, n), generator=g).to(torch.float32) * 2 - 1
-        params = getattr(self, f"_draw_{self.fn}", self._draw_subset)(g, B)
+        params = self.draw_functions(B, generator=g)
         if self.fn in FORCE:
             xs = self._force(g, xs, params)
         if self.teaching:
@@ -87,6 +87,10 @@ class BooleanFunctions:
         ys = nearest_neighbour_labels(g, xs, self.nn_random) if self.fn == "nearest_neighbour" \
             else evaluate(self.fn, params, xs)
         return Prompts(xs, ys, params).to(device=device, dtype=dtype)
+
+    def draw_functions(self, batch: int, seed: int | None = None, generator: torch.Generator | None = None) -> dict:
+        """`batch` functions of the class from its prior: the params `evaluate` computes labels from."""
+        return getattr(self, f"_draw_{self.fn}", self._draw_subset)(make_generator(seed, generator), batch)
 
     def _draw_conjunction(self, g, B):
         u = torch.rand(B, self.n, generator=g)

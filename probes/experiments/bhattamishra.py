@@ -2,18 +2,19 @@
 discrete functions" (REFERENCES.md section 5).
 
 bhattamishra-table: per function class, the accuracy at the last prefix of a Transformer, an LSTM and a Hyena
-model trained on that class, beside 1-NN, 3-NN, feature-wise averaging, the majority label and the class's exact
-learner. teaching-sequences: accuracy against the number of examples with and without a teaching prefix, for
-conjunctions and sparse parity.
+model trained on that class, beside 1-NN, 3-NN, feature-wise averaging, the majority label, the class's exact
+learner and the best guess from the query alone (where the inputs do not depend on the function).
+teaching-sequences: accuracy against the number of examples with and without a teaching prefix, for conjunctions
+and sparse parity.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from tasks.boolean import CLASSES
+from tasks.boolean import CLASSES, FORCE
 
-from ..boolean_learners import accuracy
-from ..icl_curve import icl_curve
+from ..boolean_learners import accuracy, query_only
+from ..icl_curve import EVAL_SEED, icl_curve
 from ..solvers import solve
 from .common import Training, claim, experiment, pyplot, save_figure
 
@@ -92,6 +93,10 @@ def analyse_table(ctx):
                     if name != "model":
                         row[name] = c["mean"][-1]
                         baseline_names += [name] if name not in baseline_names else []
+                if fn not in FORCE and fn != "nearest_neighbour":  # what the query alone gives, no context
+                    p = trained.task.sample(s["n_eval"], s["n_points"], seed=EVAL_SEED)
+                    row["query only"] = float(accuracy(query_only(trained.task, p.xs[:, -1]), p.ys[:, -1]).mean())
+                    baseline_names += ["query only"] if "query only" not in baseline_names else []
         if fn == "sparse_parity":  # the paper's per-prompt net, the one learner that solves it
             p = trained.task.sample(min(s["n_eval"], 128), s["n_points"], seed=7)
             row["per-prompt net"] = float(accuracy(solve("mlp", p), p.ys)[:, -1].mean())

@@ -1,12 +1,13 @@
 """The Boolean reference learners: exact where their examples determine the function."""
 import itertools
+import math
 
 import pytest
 import torch
 
 import probes
 import tasks
-from probes.boolean_learners import accuracy
+from probes.boolean_learners import accuracy, query_only
 
 
 @pytest.mark.parametrize("fn", ["conjunction", "disjunction"])
@@ -69,3 +70,24 @@ def test_elimination_refuses_an_unknown_kind():
     p = tasks.get("boolean", n=4).sample(2, 3, seed=0)
     with pytest.raises(ValueError, match="conjunction or disjunction"):
         probes.solve("elimination", p, kind="parity")
+
+
+def test_query_only_guess_matches_the_sparse_parity_prior_in_closed_form():
+    """Sparse parity over k = 2 of n = 6 bits: P(y = +1 | x) = (C(m, 2) + C(n - m, 2)) / C(n, 2) for a query with m
+    ones, so E_f[f(x)] = 2 P - 1; and the guess's accuracy is the closed form's 38/64 on average."""
+    task = tasks.get("boolean", n=6, fn="sparse_parity")
+    g = torch.Generator().manual_seed(int(torch.randint(0, 10**6, ())))
+    xs = torch.randint(0, 2, (400, 6), generator=g).float() * 2 - 1
+    m = (xs > 0).sum(-1).tolist()
+    exact = torch.tensor([(math.comb(a, 2) + math.comb(6 - a, 2)) / 15 * 2 - 1 for a in m], dtype=torch.float64)
+    scores = query_only(task, xs, n_functions=40_000, seed=1)
+    assert (scores - exact).abs().max() < 0.03  # Monte Carlo: std 0.005 per query
+    assert ((scores > 0) == (exact > 0)).all()  # |exact| >= 1/15 everywhere, far beyond the noise
+    p = task.sample(4000, 8, seed=2)
+    acc = accuracy(query_only(task, p.xs, n_functions=4096), p.ys).mean().item()
+    assert abs(acc - 38 / 64) < 0.02
+
+
+def test_query_only_refuses_classes_whose_inputs_fit_the_function():
+    with pytest.raises(ValueError, match="conjunction draws them to fit it"):
+        query_only(tasks.get("boolean", n=6, fn="conjunction"), torch.ones(3, 6))
