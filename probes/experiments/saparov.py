@@ -16,10 +16,11 @@ from ..figures import lookahead_figure
 from ..search import accuracy_on, held_out_task, mechanism, reach_probe, search_curve
 from .common import Training, claim, experiment, pyplot, save_figure
 
-# quick: width 48 so that each experiment fits 10 minutes on 2 cores (at width 64 saparov-distributions took 13 and
-# saparov-scaling 15-20 minutes; a naive-graph training step costs 89 ms at width 64 on one core)
+# quick: width 48 and 8500 steps so that each experiment fits 10 minutes on 2 cores (at width 64 and 10k steps
+# saparov-distributions took 13 and saparov-scaling 15-20 minutes; at width 48 and 10k steps saparov-distributions
+# took 661 s, 2/3, the naive training the critical path, the balanced training's loss flat from step 7000 at 0.200)
 SCALES = {
-    "quick": {"n_vertices": 8, "n_layers": 5, "d_model": 48, "steps": 10_000, "batch_size": 32, "lr": 1e-3,
+    "quick": {"n_vertices": 8, "n_layers": 5, "d_model": 48, "steps": 8500, "batch_size": 32, "lr": 1e-3,
               "n_eval": 500, "sizes": (6, 8, 10), "seeds": (0, 1), "scaling_steps": 3000, "probe_prompts": 1000,
               "circuit_prompts": 40},
     "paper": {"n_vertices": 41, "n_layers": 8, "d_model": 256, "steps": 100_000, "batch_size": 256, "lr": 1e-4,
