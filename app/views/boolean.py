@@ -47,7 +47,7 @@ elif run is not None:
                          hide_index=True)
 
 st.subheader("Classes x architectures")
-common.experiment_result("bhattamishra-table", "table.png", 30, "bool_table_run")
+common.experiment_result("bhattamishra-table", "table.png", 9, "bool_table_run")
 st.markdown("**What to notice.** Conjunctions and disjunctions are learned almost as well as the exact learner "
             "(literal elimination), while every sequence model stays at chance on parities, which Gaussian "
             "elimination over GF(2) solves exactly. A teaching prefix puts the most informative examples first.")

@@ -83,7 +83,7 @@ elif run is not None:
         st.code(PROBES["search"].format(res), language=None)
 
 st.subheader("Naive vs balanced training")
-common.experiment_result("saparov-distributions", "lookahead.png", 15, "graph_experiment_run")
+common.experiment_result("saparov-distributions", "lookahead.png", 10, "graph_experiment_run")
 st.markdown("**What to notice.** Trained on naive random graphs, where most questions need no look-ahead, the model "
             "gets short searches right and long ones wrong; trained on the balanced distribution, where every "
             "lookahead is equally common, it keeps working as the lookahead grows. Inside, the paper finds every "

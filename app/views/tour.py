@@ -22,7 +22,7 @@ DEMOS = [
     {"title": "4. Deeper models move from GD to ridge to least squares", "name": "akyurek-depth",
      "what": "Akyurek et al. trained models of depth 1 to 8 and asked which algorithm each is closest to. Notice "
              "that the closest algorithm changes with depth.",
-     "minutes": 16},
+     "minutes": 10},
     {"title": "5. Newton's method, not gradient descent", "name": "fu-newton",
      "what": "Reading out each layer, Fu et al. found the layers match Newton iterations one or a few at a time, "
              "while matching GD would take exponentially many steps. Notice the straight line for Newton.",
