@@ -4,6 +4,8 @@
   backend for each case) and vs the materialised reference, at the lab's shapes.
 - `bench_train`: prompts/s of an ensemble of E models vs E solo runs trained one after another, same steps.
 - `bench_model`: one training step of our model vs torch.nn.TransformerEncoder of the same shape.
+- `bench_hyena`: the Hyena operator's convolutions, forward + backward: the long one as lab.challengers computes it
+  (Toeplitz product below FFT_FROM tokens, FFT above) vs always by FFT; the short one vs nn.Conv1d trimmed.
 Every result has the shape of DESIGN.md: {"benchmark", "device", "rows": [{"case", "ours_s", "baseline",
 "baseline_s", "ratio" = baseline_s / ours_s, ...}]}.
 """
@@ -320,6 +322,37 @@ def bench_model(preset: str = "garg-linreg", steps: int = 10, warmup: int = 3, d
     return {"benchmark": "model", "device": _device_name(dev),
             "rows": [{"case": case, "ours_s": ours_s, "baseline": "torch.nn.TransformerEncoder", "baseline_s": base_s,
                       "ratio": base_s / ours_s}]}
+
+
+def bench_hyena(lengths=(20, 40, 96, 128, 256), batch: int = 64, width: int = 64, reps: int = 20, warmup: int = 3,
+                device=None) -> dict:
+    """Seconds per forward + backward of Hyena's causal convolutions at batch x width x length (Bhattamishra's
+    quick table: 64 x 64 x 40)."""
+    from .challengers import causal_conv, causal_fft_conv, causal_short_conv
+
+    dev = _device(device)
+    g = torch.Generator().manual_seed(0)
+    rows = []
+
+    def fwd_bwd(fn, *inputs):
+        def run():
+            fn(*inputs).sum().backward()
+        return run
+
+    for T in lengths:
+        u = torch.randn(batch, width, T, generator=g).to(dev).requires_grad_()
+        h = torch.randn(width, T, generator=g).to(dev).requires_grad_()
+        ours_s = _time(fwd_bwd(causal_conv, u, h), dev, reps, warmup)
+        base_s = _time(fwd_bwd(causal_fft_conv, u, h), dev, reps, warmup)
+        rows.append({"case": f"long conv: {batch} x {width} x {T} tokens", "ours_s": ours_s,
+                     "baseline": "FFT at every length", "baseline_s": base_s, "ratio": base_s / ours_s})
+    conv = nn.Conv1d(3 * width, 3 * width, kernel_size=3, groups=3 * width, padding=2).to(dev)
+    x = torch.randn(batch, 3 * width, 40, generator=g).to(dev).requires_grad_()
+    ours_s = _time(fwd_bwd(causal_short_conv, conv, x), dev, reps, warmup)
+    base_s = _time(fwd_bwd(lambda c, v: c(v)[..., :40], conv, x), dev, reps, warmup)
+    rows.append({"case": f"short conv: {batch} x {3 * width} x 40 tokens", "ours_s": ours_s,
+                 "baseline": "nn.Conv1d, trimmed to causal", "baseline_s": base_s, "ratio": base_s / ours_s})
+    return {"benchmark": "hyena", "device": _device_name(dev), "rows": rows}
 
 
 def format_rows(result: dict) -> str:

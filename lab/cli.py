@@ -162,6 +162,8 @@ def cmd_bench(args) -> int:
         result = bench.bench_sweep(args.experiment, seeds=args.seeds, steps=args.trial_steps, quiet=args.json)
     elif args.kind == "threads":
         result = bench.bench_threads(args.preset or "tiny-linreg", steps=args.steps, overrides=args.overrides)
+    elif args.kind == "hyena":
+        result = bench.bench_hyena(reps=args.steps)
     else:
         result = bench.bench_model(args.preset or "garg-linreg", steps=args.steps)
     if args.json:
@@ -370,12 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on (default %(default)s; 0.0.0.0 serves every interface)")
 
     p = add("bench", cmd_bench, "benchmarks, ours vs the obvious alternative in the same process")
-    p.add_argument("kind", choices=["attention", "train", "model", "threads", "sweep"], metavar="KIND",
+    p.add_argument("kind", choices=["attention", "train", "model", "threads", "sweep", "hyena"], metavar="KIND",
                    help="attention: Triton kernel fwd+bwd vs SDPA (CUDA; writes the table backend=auto reads); "
                         "train: ensembles of E models vs E solo runs; model: one training step vs "
                         "torch.nn.TransformerEncoder; threads: CPU training with the trainer's default threads vs "
                         "torch's, alone and beside a second training; sweep: `lab reproduce EXPERIMENT` through "
-                        "the executor vs its trainings one after another, and N seeds packed vs separate trials")
+                        "the executor vs its trainings one after another, and N seeds packed vs separate trials; "
+                        "hyena: Hyena's convolutions (Toeplitz below 100 tokens, FFT above) vs FFT and nn.Conv1d")
     p.add_argument("--preset", help=f"train, threads: tiny-linreg (default); model: garg-linreg (default); one of "
                                     f"{', '.join(preset_names())}")
     p.add_argument("--steps", type=int, default=20, help="timed steps (train, model) or repetitions (attention)")

@@ -74,6 +74,14 @@ def test_bench_json_shape(capsys):
     assert row["ratio"] == row["baseline_s"] / row["ours_s"]
 
 
+def test_bench_hyena_times_both_convolutions_against_the_alternatives(capsys):
+    assert main(["bench", "hyena", "--steps", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["benchmark"] == "hyena" and len(result["rows"]) == 6
+    assert {r["baseline"] for r in result["rows"]} == {"FFT at every length", "nn.Conv1d, trimmed to causal"}
+    assert all(r["ratio"] == r["baseline_s"] / r["ours_s"] > 0 for r in result["rows"])
+
+
 def test_bench_train_compares_ensembles_with_solo_runs(capsys):
     assert main(["bench", "train", "--sizes", "1,3", "--steps", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
