@@ -5,7 +5,7 @@
 - `bench_train`: prompts/s of an ensemble of E models vs E solo runs trained one after another, same steps.
 - `bench_model`: one training step of our model vs torch.nn.TransformerEncoder of the same shape.
 - `bench_hyena`: the Hyena operator's convolutions, forward + backward: the long one as lab.challengers computes it
-  (Toeplitz product below FFT_FROM tokens, FFT above) vs always by FFT; the short one vs nn.Conv1d trimmed.
+  (Toeplitz product below FFT_FROM = 64 tokens, FFT above) vs always by FFT; the short one vs nn.Conv1d trimmed.
 Every result has the shape of DESIGN.md: {"benchmark", "device", "rows": [{"case", "ours_s", "baseline",
 "baseline_s", "ratio" = baseline_s / ours_s, ...}]}.
 """

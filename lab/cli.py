@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "torch.nn.TransformerEncoder; threads: CPU training with the trainer's default threads vs "
                         "torch's, alone and beside a second training; sweep: `lab reproduce EXPERIMENT` through "
                         "the executor vs its trainings one after another, and N seeds packed vs separate trials; "
-                        "hyena: Hyena's convolutions (Toeplitz below 100 tokens, FFT above) vs FFT and nn.Conv1d")
+                        "hyena: Hyena's convolutions (Toeplitz below 64 tokens, FFT above) vs FFT and nn.Conv1d")
     p.add_argument("--preset", help=f"train, threads: tiny-linreg (default); model: garg-linreg (default); one of "
                                     f"{', '.join(preset_names())}")
     p.add_argument("--steps", type=int, default=20, help="timed steps (train, model) or repetitions (attention)")
