@@ -9,6 +9,8 @@ import functools
 
 import torch
 
+from tasks.boolean import FORCE, evaluate
+
 from .prefix_nets import train_prefix_nets
 
 
@@ -87,14 +89,17 @@ def mlp(xs, ys, hidden: int = 32, steps: int = 200, lr: float = 0.03, seed: int 
     return own.to(xs.dtype)
 
 
+def has_query_prior(fn: str) -> bool:
+    """Whether class fn draws its inputs independently of its function, so that `query_only` applies."""
+    return fn not in FORCE and fn != "nearest_neighbour"
+
+
 def query_only(task, xs: torch.Tensor, n_functions: int = 4096, seed: int = 0, chunk: int = 256) -> torch.Tensor:
     """The best guess from the query alone, ignoring every in-context example: scores [...] = E_f[f(x)] over
     n_functions fresh functions of the task's class (Monte Carlo), for queries xs [..., n]. A model at this level
     learned the class's prior over inputs, not in context. Not for classes whose inputs are drawn to fit the function
     (forced examples) or whose labels depend on the other examples (nearest neighbour)."""
-    from tasks.boolean import FORCE, evaluate
-
-    if task.fn in FORCE or task.fn == "nearest_neighbour":
+    if not has_query_prior(task.fn):
         raise ValueError(f"query_only needs inputs drawn independently of the function; {task.fn} draws them to fit it")
     flat = xs.reshape(-1, xs.shape[-1]).float()  # [M, n]
     total = torch.zeros(flat.shape[0], dtype=torch.float64)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.boolean import CLASSES, FORCE
+from tasks.boolean import CLASSES
 
-from ..boolean_learners import accuracy, query_only
+from ..boolean_learners import accuracy, has_query_prior, query_only
 from ..icl_curve import EVAL_SEED, icl_curve
 from ..solvers import solve
 from .common import Training, claim, experiment, pyplot, save_figure
@@ -93,7 +93,7 @@ def analyse_table(ctx):
                     if name != "model":
                         row[name] = c["mean"][-1]
                         baseline_names += [name] if name not in baseline_names else []
-                if fn not in FORCE and fn != "nearest_neighbour":  # what the query alone gives, no context
+                if has_query_prior(fn):  # what the query alone gives, no context
                     p = trained.task.sample(s["n_eval"], s["n_points"], seed=EVAL_SEED)
                     row["query only"] = float(accuracy(query_only(trained.task, p.xs[:, -1]), p.ys[:, -1]).mean())
                     baseline_names += ["query only"] if "query only" not in baseline_names else []
