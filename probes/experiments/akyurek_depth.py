@@ -14,9 +14,9 @@ PAPER_BEST = {1: "gd", 2: "ridge", 4: "ridge", 8: "ols"}
 # quick: d = 8 as the paper's behaviour experiments, width 32 and 5000 steps so the four trainings fit 10 minutes on
 # 2 cores: the 8-layer training is the critical path (at width 64 and 6000 steps: 16 minutes, 3/4, the 8-layer model
 # undertrained and matched by ridge; at width 32 and 6000 steps: 651 s, the 8-layer training alone 634 s, 2/4, the
-# 2-layer model matched by GD; at 5000 steps: 513 s, the same 2/4). Measured at d = 4 with nn.Linear's read-in init: 943 s beside another job, 2/4
-# (1 layer matched by ridge, 8 layers by ridge), so d = 8 and the GPT-2 init it was calibrated with stay (their code
-# is not Garg's)
+# 2-layer model matched by GD; at 5000 steps: 513 s, the same 2/4). Measured at d = 4 with nn.Linear's read-in
+# init: 943 s beside another job, 2/4 (1 layer matched by ridge, 8 layers by ridge), so d = 8 and the GPT-2 init it
+# was calibrated with stay (their code is not Garg's)
 SCALES = {"quick": {"d": 8, "depths": [1, 2, 4, 8], "d_model": 32, "n_heads": 4, "steps": 5000, "n_eval": 1000},
           "paper": {"d": 8, "depths": [1, 2, 4, 8], "d_model": 256, "n_heads": 8, "steps": 100_000, "n_eval": 2000},
           "smoke": {"d": 4, "depths": [1, 2], "d_model": 16, "n_heads": 2, "steps": 5, "n_eval": 50}}  # tests only
