@@ -18,7 +18,7 @@ from ..robustness import SHIFTS, robustness
 from ..solvers import solve
 from .common import Training, claim, experiment, pyplot, save_figure
 
-# quick: the CPU demo (d = 5, 11 points, 3 layers of width 64) trained 3x longer, what fits 10 minutes on 2 cores.
+# quick: the CPU demo (d = 5, 11 points, 3 layers of width 64) trained 3x longer: 445 s alone on 2 cores.
 # Measured, 20000 steps (747 s): error 0.18 at k = d, 0.033 at k = 2d; at d = 3 (7 points, 20000 steps, 661 s) no
 # better: 0.16 and 0.064. This model stays ridge-like (its excess over least squares peaks at k = d)
 CURVE_SCALES = {
