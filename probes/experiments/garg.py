@@ -110,8 +110,9 @@ SLOW_BASELINES = {"tree": {"tree-full": ("tree", {}), "boosted trees": ("boosted
 PAPER_CLASS_CLAIM = {"sparse": "matches Lasso, beats least squares", "tree": "beats greedy trees and XGBoost",
                      "relu": "matches the per-prompt 2-layer net"}
 # quick: the tiny demo (d = 5, 2d + 1 points), 5000 steps each (391 s alone on 2 cores); their paper runs are d = 20
-# (sparse: s = 3) with the standard model. Measured with 4d + 1 points and 6000 steps: 26 minutes beside another job; the model 0.80 vs
-# Lasso's 0.002 (sparse), 0.93 vs 3-NN's 0.89 (trees), 0.29 vs the 2-layer net's 0.21 (ReLU), mean error over k >= d
+# (sparse: s = 3) with the standard model. Measured with 4d + 1 points and 6000 steps: 26 minutes beside another job;
+# the model 0.80 vs Lasso's 0.002 (sparse), 0.93 vs 3-NN's 0.89 (trees), 0.29 vs the 2-layer net's 0.21 (ReLU), mean
+# error over k >= d
 CLASSES_SCALES = {
     "quick": {"preset": "tiny-linreg", "overrides": {"train.steps": 5000}, "sparsity": 2, "n_eval": 128,
               "margin": 0.05},
