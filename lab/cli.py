@@ -381,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "hyena: Hyena's convolutions (Toeplitz below 64 tokens, FFT above) vs FFT and nn.Conv1d")
     p.add_argument("--preset", help=f"train, threads: tiny-linreg (default); model: garg-linreg (default); one of "
                                     f"{', '.join(preset_names())}")
-    p.add_argument("--steps", type=int, default=20, help="timed steps (train, model) or repetitions (attention)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps (train, model) or repetitions (attention, hyena)")
     p.add_argument("--sizes", default="1,4,16,64", help="train: ensemble sizes E")
     p.add_argument("--experiment", default="teaching-sequences", help="sweep: the experiment (default %(default)s)")
     p.add_argument("--seeds", type=int, default=8, help="sweep: seeds of tiny-linreg, packed vs separate (default 8)")

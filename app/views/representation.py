@@ -53,7 +53,7 @@ elif run is not None:
                         width="stretch")
 
 st.subheader("The reproduction: oracle, probes, pasting, copying")
-common.experiment_result("guo-representation", "representation.png", 10, "guo_run")
+common.experiment_result("guo-representation", "representation.png", 6, "guo_run")
 st.markdown("**What to notice.** The model's error follows the oracle ridge on Phi*(x), far below ridge on x. The "
             "probes find Phi*(x_i) at the x tokens after the first block (beyond what is linear in x and beyond the "
             "untrained control), and, partly, at the y tokens, which attend to their own x token (copying). Guo et al. "

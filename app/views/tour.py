@@ -32,7 +32,7 @@ DEMOS = [
              "learns it near the best possible learner, ridge on Phi*(x). Notice the probes finding Phi*(x) in the "
              "lower layers. The paper's pasting (the upper layers alone, on new features) and copying claims miss "
              "at the quick scale: the claims table says by how much.",
-     "minutes": 10},
+     "minutes": 6},
     {"title": "7. Attention selects tokens like a max-margin SVM", "name": "svm-convergence",
      "what": "One attention layer trained by normalised gradient descent on 100 random token-selection problems "
              "(Tarzanagh et al.). Notice the correlation of W with the SVM solution climbing to ~1, and that with "
