@@ -5,6 +5,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -22,7 +23,17 @@ class ConfigError(ValueError):
 DEFAULT_THREADS = 1  # measured: see the README's "Several trainings at once"
 MAX_THREADS = 256  # more threads than that is a typo, and OpenMP allocates per thread (10^9 of them: 32 GB)
 FLOAT32_MAX = 3.4028234663852886e38
-MAX_NUMBERS = 2**33  # weights, or numbers in one layer's activations: 32 GiB in float32, beyond any machine here
+BYTES_PER_WEIGHT = 16  # float32 weight, its gradient and Adam's two moments
+BYTES_PER_ACTIVATION = 4  # float32, kept for the backward pass
+
+
+def machine_memory() -> int:
+    """Bytes of physical memory on this machine: a config whose weights or activations need more cannot train here."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:.3g} GiB"
 
 
 def _need(cond: bool, key: str, allowed: str, value) -> None:
@@ -276,20 +287,34 @@ class RunConfig:
               f"{fmt.input_dim(d)} (the token size) with model.input = identity", self.model.d_model)
         return self
 
+    def weight_count(self, task, d_in: int) -> int:
+        """The Transformer's weight matrices (attention, MLP, read-in, positions, read-out) over all ensemble
+        members: biases and layer norms left out, so a lower bound on its parameters."""
+        m, D = self.model, self.model.d_model
+        read_in = {"vector": d_in, "tokens": getattr(task, "vocab_size", 0), "identity": 0}[m.input]
+        positions = m.max_len if m.pos == "learned" else 0
+        read_out = {"scalar": 1, "classes": m.n_classes, "minus_last": 0}[m.output]
+        blocks = (1 if m.tied else m.n_layers) * (4 * D * D + 2 * D * m.mlp_width)
+        return self.ensemble.size * (blocks + (read_in + positions + read_out) * D)
+
     def _check_size(self, task, d_in: int, seq_len: int) -> None:
-        """A config too large for any machine stops here, not as an allocation error once training starts."""
+        """A config too large for this machine stops here, not killed for memory once training starts. The counts
+        are lower bounds (weights with their gradients and Adam's moments; every layer's largest activation)."""
         m, E = self.model, self.ensemble.size
         D, width = m.d_model, m.mlp_width
-        vocab = getattr(task, "vocab_size", 0)
-        weights = E * ((1 if m.tied else m.n_layers) * (4 * D * D + 2 * D * width) + (d_in + vocab + m.max_len) * D)
-        if weights > MAX_NUMBERS:
-            raise ConfigError(f"this model has {weights:.3g} weights, more than the lab allocates ({MAX_NUMBERS:.3g}); "
-                              "lower model.d_model, model.d_mlp, model.n_layers, model.max_len or ensemble.size")
-        activations = E * self.train.batch_size * seq_len * max(D, width, d_in, m.n_heads * seq_len)
-        if activations > MAX_NUMBERS:
-            raise ConfigError(f"one batch of this config is {activations:.3g} numbers per layer, more than the lab "
-                              f"allocates ({MAX_NUMBERS:.3g}); lower train.batch_size, task.n_points, model.d_model "
-                              "or ensemble.size")
+        weights = self.weight_count(task, d_in)
+        memory = machine_memory()
+        if weights * BYTES_PER_WEIGHT > memory:
+            raise ConfigError(f"this model has {weights:.3g} weights, {_gib(weights * BYTES_PER_WEIGHT)} with their "
+                              f"gradients and Adam's state, more than this machine's {_gib(memory)} of memory; lower "
+                              "model.d_model, model.d_mlp, model.n_layers, model.max_len, model.n_classes or "
+                              "ensemble.size")
+        activations = m.n_layers * E * self.train.batch_size * seq_len * max(D, width, d_in, m.n_heads * seq_len)
+        if activations * BYTES_PER_ACTIVATION > memory:
+            raise ConfigError(f"one batch of this config keeps {activations:.3g} activations "
+                              f"({_gib(activations * BYTES_PER_ACTIVATION)}), more than this machine's "
+                              f"{_gib(memory)} of memory; lower train.batch_size, task.n_points, model.d_model, "
+                              "model.n_layers or ensemble.size")
 
     def resolved(self) -> "RunConfig":
         """A validated copy with derived values (d_in, d_mlp) filled in: what a run folder saves."""

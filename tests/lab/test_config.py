@@ -59,3 +59,30 @@ def test_config_round_trips_through_dict(tmp_path):
 
     path.write_text(json.dumps(cfg.to_dict()))
     assert make_config(str(path)) == cfg
+
+
+@pytest.mark.parametrize("name", ["tiny-linreg", "graph-search", "vo-lsa-1layer", "boolean-tiny"])
+def test_weight_count_is_a_tight_lower_bound_on_the_built_models_parameters(name):
+    from lab.model import model_class
+
+    cfg = make_config(name, ["ensemble.size=3"] if name == "tiny-linreg" else [])
+    built = sum(p.numel() for p in model_class(cfg.model)(cfg.model, n_models=cfg.ensemble.size).parameters())
+    counted = cfg.weight_count(cfg.task.build(), cfg.model.d_in)
+    assert counted <= built <= 1.03 * counted, (counted, built)
+
+
+@pytest.mark.parametrize("key", ["model.max_len", "model.d_mlp", "train.batch_size"])
+def test_a_config_larger_than_this_machines_memory_is_refused_in_one_line(key, tmp_path, capsys):
+    """A learned position table of 64-wide rows needs 16 bytes per weight (weight, gradient, Adam's moments); rows
+    to fill the machine's memory are refused before anything is allocated, as are an MLP or a batch that large."""
+    from lab.cli import main
+    from lab.config import machine_memory
+
+    size = machine_memory() // (16 * 64) + 1
+    with pytest.raises(ConfigError, match=f"more than this machine's .* of memory; lower .*{key}") as err:
+        make_config("tiny-linreg", [f"{key}={size}"])
+    assert "\n" not in str(err.value)
+    out = tmp_path / "run"
+    assert main(["train", "tiny-linreg", f"{key}={size}", "--out", str(out)]) == 2 and not out.exists()
+    assert capsys.readouterr().err.count("\n") == 1
+    make_config("tiny-linreg", [f"{key}={size // 1000}"])  # a thousandth of it passes the check
