@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lab.config import load_preset
+
 from ..figures import lookahead_figure
 from ..search import accuracy_on, held_out_task, mechanism, reach_probe, search_curve
 from .common import Training, claim, experiment, pyplot, save_figure
@@ -34,10 +36,18 @@ SCALES = {
 LEARNED = 0.9  # a seed "learns" when its accuracy on held-out balanced graphs reaches this
 
 
+def _max_len(n_vertices: int, distribution: str) -> int:
+    """The preset's position table (256), or the longest prompt where the graphs need more (41 vertices: 365)."""
+    task = load_preset("graph-search").task
+    task.params |= {"n_vertices": n_vertices, "distribution": distribution}
+    return max(load_preset("graph-search").model.max_len, task.build().seq_len())
+
+
 def _overrides(s: dict, n_vertices: int, distribution: str, steps: int, seed: int = 0) -> dict:
     """The graph-search preset at this scale. Balanced runs keep the preset's lookahead curriculum (its first stage
     is balanced graphs of lookahead 1); naive graphs cannot fix a lookahead, so naive runs train without it."""
     return {"task.n_vertices": n_vertices, "task.distribution": distribution, "model.n_layers": s["n_layers"],
+            "model.max_len": _max_len(n_vertices, distribution),
             "model.d_model": s["d_model"], "train.steps": steps, "train.batch_size": s["batch_size"],
             "train.lr": s["lr"], "train.seed": seed, "train.checkpoint_every": max(1, min(1000, steps)),
             **({"curriculum.lookahead_start": -1} if distribution == "naive" else {})}

@@ -87,3 +87,15 @@ def test_an_experiment_with_fewer_trainings_than_cores_shares_the_cores_out(tmp_
     three = experiments.reproduce("garg-curve", "smoke", out=tmp_path / "g3", quiet=True, cpus=2, seeds=3,
                                   pack=False)
     assert {json.loads((Path(d) / "config.json").read_text())["train"]["threads"] for d in three["run_dirs"]} == {1}
+
+
+@pytest.mark.parametrize("name", experiments.names())
+def test_every_scale_of_every_experiment_passes_the_config_check(name):
+    """A paper-scale training that the config check refuses fails only when someone runs it for hours; here it
+    fails at once (saparov's 41 and 51 vertices needed model.max_len 365 and 455, the preset has 256)."""
+    from lab.config import make_config
+
+    exp = experiments.get(name)
+    for scale, s in exp.scales.items():
+        for t in exp.trainings(s):
+            make_config(t.preset, t.overrides)  # raises ConfigError naming the key
