@@ -38,9 +38,9 @@ LEARNED = 0.9  # a seed "learns" when its accuracy on held-out balanced graphs r
 
 def _max_len(n_vertices: int, distribution: str) -> int:
     """The preset's position table (256), or the longest prompt where the graphs need more (41 vertices: 365)."""
-    task = load_preset("graph-search").task
-    task.params |= {"n_vertices": n_vertices, "distribution": distribution}
-    return max(load_preset("graph-search").model.max_len, task.build().seq_len())
+    cfg = load_preset("graph-search")
+    cfg.task.params |= {"n_vertices": n_vertices, "distribution": distribution}
+    return max(cfg.model.max_len, cfg.task.build().seq_len())
 
 
 def _overrides(s: dict, n_vertices: int, distribution: str, steps: int, seed: int = 0) -> dict:

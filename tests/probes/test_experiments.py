@@ -96,6 +96,6 @@ def test_every_scale_of_every_experiment_passes_the_config_check(name):
     from lab.config import make_config
 
     exp = experiments.get(name)
-    for scale, s in exp.scales.items():
-        for t in exp.trainings(s):
+    for scale in exp.scales.values():
+        for t in exp.trainings(scale):
             make_config(t.preset, t.overrides)  # raises ConfigError naming the key
