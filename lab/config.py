@@ -275,6 +275,10 @@ class RunConfig:
             _need(self.model.output == "classes", "model.output", "classes for the graph format", self.model.output)
             _need(self.ensemble.size == 1, "ensemble.size", "1 for the graph format (ensembles take vector prompts)",
                   self.ensemble.size)
+        _need(self.model.output != "classes" or getattr(task, "objective", "mse") == "set", "model.output",
+              f"scalar{' or minus_last' if self.model.arch == 'transformer' else ''} for task {self.task.name} (a class "
+              "read-out needs class targets, as graph_search has)",
+              self.model.output)
         _need(self.ensemble.size == 1 or self.train.optimizer != "signum", "ensemble.size",
               "1 with train.optimizer = signum (ensembles use Adam/AdamW)", self.ensemble.size)
         longest = task.seq_len() if hasattr(task, "seq_len") else fmt.seq_len(self.task.n_points)

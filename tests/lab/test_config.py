@@ -38,6 +38,7 @@ def test_overrides_are_type_checked_and_applied():
     ("task.dims=3", "unknown key 'task.dims'; task keys: name, format, n_points, d, "),
     ("task.n_points=200", "model.max_len must be >= the longest sequence"),
     ("steps", "must look like key=value"),
+    ("model.output=classes", "model.output must be scalar or minus_last for task linear_regression"),
 ])
 def test_bad_values_are_refused_with_one_line_naming_the_key(override, message):
     with pytest.raises(ConfigError) as err:
