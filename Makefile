@@ -1,4 +1,5 @@
-# Two entry points for a fresh clone: `make demo` and `make test`. Both set up .venv first if needed.
+# Entry points for a fresh clone: `make demo`, `make test` (the whole suite, as CI runs it), `make check` (lint and the
+# fast tests, for the inner loop) and `make docs` (the documentation site on localhost). Each sets up .venv first.
 # The venv sees the system's site-packages so an already-installed torch (a GPU machine's) is kept;
 # only where no torch is importable is the CPU wheel installed. On a CUDA machine, scripts/gpu_check.sh runs the
 # kernel tests on the GPU and both benchmarks.
@@ -8,25 +9,38 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
+# pytest-xdist workers: one per core (at least 2, so the grouping of tests is always exercised)
+WORKERS ?= $(shell $(PYTHON) -c "import os; print(max(2, os.cpu_count() or 1))")
+XDIST := -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test check lint docs bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[test,tl]"
+	$(PY) -m pip install -q -e ".[test,tl,docs]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/lab demo
 
-test: $(STAMP)
-	$(PY) -m pytest
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) -m pytest $(XDIST)
+
+check: lint
+	$(PY) -m pytest $(XDIST) -m "not slow"
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs serve
 
 bench: $(STAMP)
 	$(VENV)/bin/lab bench train
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

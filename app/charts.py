@@ -81,7 +81,8 @@ def bar_chart(labels: list[str], values: list[float], colour: list[float], value
     return alt.Chart(data).mark_bar().encode(
         x=alt.X("component:N", sort=None, title=None), y=alt.Y(f"{value}:Q"),
         color=alt.Color(f"{colour_title}:Q", scale=alt.Scale(scheme="redblue", domain=[1, -1])),
-        tooltip=["component:N", alt.Tooltip(f"{value}:Q", format=".4f"), alt.Tooltip(f"{colour_title}:Q", format=".2f")],
+        tooltip=["component:N", alt.Tooltip(f"{value}:Q", format=".4f"),
+                 alt.Tooltip(f"{colour_title}:Q", format=".2f")],
     ).properties(height=300)
 
 

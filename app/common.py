@@ -9,8 +9,18 @@ from pathlib import Path
 import streamlit as st
 
 import lab
-from lab.runs import (CHECKPOINT, CONFIG, METRICS, STATUS, RunFileError, read_json_file, read_metrics, resume_command,
-                      runs_root, scan_runs)
+from lab.runs import (
+    CHECKPOINT,
+    CONFIG,
+    METRICS,
+    STATUS,
+    RunFileError,
+    read_json_file,
+    read_metrics,
+    resume_command,
+    runs_root,
+    scan_runs,
+)
 
 
 def run_summary(run: lab.Run) -> dict:
@@ -39,7 +49,7 @@ def _load(path: str, member: int | None, stamp: float) -> lab.Run:
     run = lab.load_run(path)
     if member is not None:
         run = run.member(member)
-    run.model  # load now, inside the cache: the model is what is expensive
+    _ = run.model  # load now, inside the cache: the model is what is expensive
     return run
 
 

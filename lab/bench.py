@@ -6,6 +6,7 @@
 - `bench_model`: one training step of our model vs torch.nn.TransformerEncoder of the same shape.
 - `bench_hyena`: the Hyena operator's convolutions, forward + backward: the long one as lab.challengers computes it
   (Toeplitz product below FFT_FROM = 64 tokens, FFT above) vs always by FFT; the short one vs nn.Conv1d trimmed.
+(`lab bench sweep`, the executor on an experiment, lives with the experiments: probes/experiments/bench.py.)
 Every result has the shape of DESIGN.md: {"benchmark", "device", "rows": [{"case", "ours_s", "baseline",
 "baseline_s", "ratio" = baseline_s / ours_s, ...}]}.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -22,10 +22,11 @@ from torch import nn
 import tasks
 
 from .config import DEFAULT_THREADS, make_config
-from .model import build_model
-from .runs import atomic_write_json
 from .ensemble import EnsembleTrainer
-from .trainer import SoloEngine, make_optimizer, prompt_loss, torch_threads
+from .model import build_model
+from .optimizers import make_optimizer
+from .runs import atomic_write_json
+from .trainer import SoloEngine, prompt_loss, torch_threads
 
 # (models x batch x heads, tokens, head dim): the lab's attention shapes (issue 4)
 ATTENTION_SHAPES = [(4096, 41, 32), (2048, 81, 32), (512, 201, 64), (8192, 11, 16)]
@@ -210,70 +211,6 @@ def bench_threads(preset: str = "tiny-linreg", steps: int = 20, warmup: int = 5,
     return {"benchmark": "threads", "device": "cpu", "rows": rows}
 
 
-def _same_claims(a: dict, b: dict) -> bool:
-    return [(c["claim"], c["ours"], c["passed"]) for c in a["claims"]] == \
-        [(c["claim"], c["ours"], c["passed"]) for c in b["claims"]]
-
-
-def bench_sweep(experiment: str = "teaching-sequences", scale: str = "quick", seeds: int = 8, steps: int = 500,
-                folder=None, quiet: bool = True) -> dict:
-    """The executor against the obvious alternative, on this machine (lab/executor.py):
-    1. `lab reproduce EXPERIMENT`: its trainings one after another in this process (as before the executor, the
-       trainer's default threads) vs through the executor (one trial per core); the claims must come out the same.
-    2. `seeds` seeds of tiny-linreg (`steps` steps): separate trials on every core vs packed into one ensemble
-       trial (one batched computation; on a GPU the lab's 20-50x, on CPUs about neutral).
-    Each case trains from scratch in a fresh folder (removed afterwards unless `folder` is given)."""
-    import shutil
-    import tempfile
-
-    from probes.experiments import get, reproduce  # the benchmark of `lab reproduce` (the CLI's lazy exception)
-    from probes.experiments.common import _seed_trials
-
-    from .executor import run_trials, trial
-    from .trainer import train
-
-    root = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="lab-bench-sweep-"))
-    cores = os.cpu_count() or 1
-    try:
-        seq_dir, par_dir = root / "sequential", root / "executor"
-        t0 = time.perf_counter()
-        for t in _seed_trials(get(experiment), scale, seq_dir, seq_dir, 1):
-            train(t.config, out=t.out, quiet=quiet)
-        sequential = reproduce(experiment, scale, out=seq_dir, quiet=quiet)  # all trained: the analysis only
-        seq_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        parallel = reproduce(experiment, scale, out=par_dir, quiet=quiet)
-        par_s = time.perf_counter() - t0
-        rows = [{"case": f"lab reproduce {experiment} --scale {scale}: executor on {cores} cores", "ours_s": par_s,
-                 "baseline": "its trainings one after another in one process", "baseline_s": seq_s,
-                 "ratio": seq_s / par_s, "same_results": _same_claims(sequential, parallel), "cores": cores}]
-        overrides = {"train.steps": steps, "train.checkpoint_every": steps}
-        timings = {}
-        for packed in (False, True):
-            trials = [trial(root / f"seeds-{'packed' if packed else 'separate'}" / f"seed{s}", "tiny-linreg",
-                            {**overrides, "train.seed": s}, group="tiny-linreg") for s in range(seeds)]
-            t0 = time.perf_counter()
-            records = _run_one_pack(trials, quiet) if packed else run_trials(trials, pack=False, quiet=quiet)
-            timings[packed] = time.perf_counter() - t0
-            assert all(r["status"] == "done" for r in records), records
-        rows.append({"case": f"{seeds} seeds of tiny-linreg ({steps} steps): one packed ensemble trial",
-                     "ours_s": timings[True], "baseline": f"{seeds} separate trials on {cores} cores",
-                     "baseline_s": timings[False], "ratio": timings[False] / timings[True], "cores": cores})
-    finally:
-        if folder is None:
-            shutil.rmtree(root, ignore_errors=True)
-    return {"benchmark": "sweep", "device": "cpu", "rows": rows}
-
-
-def _run_one_pack(trials, quiet: bool) -> list[dict]:
-    """All `trials` as one ensemble job on the executor (the plan a GPU gets; on CPUs the executor would split it
-    into one pack per core)."""
-    from .executor import execute, pack_trials, ray_cluster
-
-    with ray_cluster() as ray:
-        return execute([pack_trials(trials)], ray=ray, quiet=quiet)
-
-
 class _TorchEncoderBaseline(nn.Module):
     """The same shape built from torch.nn.TransformerEncoder (pre-LN, GELU, causal): the obvious alternative."""
 
@@ -318,7 +255,8 @@ def bench_model(preset: str = "garg-linreg", steps: int = 10, warmup: int = 3, d
     ours_s = _time(stepper(ours), dev, steps, warmup)
     base_s = _time(stepper(base), dev, steps, warmup)
     case = (f"{preset}: {cfg.model.n_layers}L x {cfg.model.d_model} wide x {cfg.model.n_heads} heads, "
-            f"batch {cfg.train.batch_size}, {fmt.seq_len(cfg.task.n_points)} tokens, {ours.n_params() / 1e6:.2f}M params")
+            f"batch {cfg.train.batch_size}, {fmt.seq_len(cfg.task.n_points)} tokens, "
+            f"{ours.n_params() / 1e6:.2f}M params")
     return {"benchmark": "model", "device": _device_name(dev),
             "rows": [{"case": case, "ours_s": ours_s, "baseline": "torch.nn.TransformerEncoder", "baseline_s": base_s,
                       "ratio": base_s / ours_s}]}

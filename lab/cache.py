@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import torch
 
-from .model import per_model
+from .stacked import per_model
 
 BLOCK = {"resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "attn_in"}
 ATTN = {"q", "k", "v", "z", "rot_q", "rot_k", "result", "attn_scores", "pattern"}
@@ -80,7 +80,7 @@ class ActivationCache(Mapping):
     def __repr__(self) -> str:
         return f"ActivationCache with keys {list(self.cache_dict)}"
 
-    def to(self, device) -> "ActivationCache":
+    def to(self, device) -> ActivationCache:
         """The same cache with every tensor on `device`."""
         return ActivationCache({k: v.to(device) for k, v in self.cache_dict.items()}, self.model)
 

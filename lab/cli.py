@@ -12,7 +12,7 @@ import time
 
 from .config import ConfigError, preset_names
 from .runs import RunFileError, load_run, resume_command, runs_root, scan_runs
-from .trainer import TrainingDiverged, TrainingInterrupted, train
+from .trainer import TrainingDiverged, TrainingInterrupted, idle_cores, train
 
 DEMO_PRESET = "tiny-linreg"
 
@@ -98,7 +98,8 @@ def cmd_eval(args) -> int:
 def cmd_demo(args) -> int:
     t0 = time.time()
     out = args.out or str(runs_root() / f"demo-{time.strftime('%Y%m%d-%H%M%S')}")
-    run = train(DEMO_PRESET, [], out=out, quiet=args.quiet)
+    threads = [] if os.environ.get("OMP_NUM_THREADS") else [f"train.threads={idle_cores()}"]  # one training: the cores
+    run = train(DEMO_PRESET, threads, out=out, quiet=args.quiet)
     curve = _evaluate_and_print(run, args.n_prompts, args.json)
     s = _curve_summary(curve)
     if args.json:
@@ -159,7 +160,9 @@ def cmd_bench(args) -> int:
         result = bench.bench_train(args.preset or "tiny-linreg", sizes=_parse_sizes(args.sizes), steps=args.steps,
                                    overrides=args.overrides)
     elif args.kind == "sweep":
-        result = bench.bench_sweep(args.experiment, seeds=args.seeds, steps=args.trial_steps, quiet=args.json)
+        from probes.experiments.bench import bench_sweep
+
+        result = bench_sweep(args.experiment, seeds=args.seeds, steps=args.trial_steps, quiet=args.json)
     elif args.kind == "threads":
         result = bench.bench_threads(args.preset or "tiny-linreg", steps=args.steps, overrides=args.overrides)
     elif args.kind == "hyena":
@@ -193,7 +196,9 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweeps import format_summary, sweep
+    from probes.sweeps import sweep
+
+    from .sweeps import format_summary
 
     summary = sweep(args.spec, args.args, out=args.out, address=args.address, cpus=args.cpus, threads=args.threads or 1,
                     gpus_per_trial=args.gpus_per_trial, pack=not args.no_pack, pack_lr=args.pack_lr,

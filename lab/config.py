@@ -240,7 +240,7 @@ class RunConfig:
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     preset: str = ""
 
-    def validate(self) -> "RunConfig":
+    def validate(self) -> RunConfig:
         for name in SECTIONS:
             getattr(self, name).validate()
         task = self.task.build()
@@ -276,8 +276,8 @@ class RunConfig:
             _need(self.ensemble.size == 1, "ensemble.size", "1 for the graph format (ensembles take vector prompts)",
                   self.ensemble.size)
         _need(self.model.output != "classes" or getattr(task, "objective", "mse") == "set", "model.output",
-              f"scalar{' or minus_last' if self.model.arch == 'transformer' else ''} for task {self.task.name} (a class "
-              "read-out needs class targets, as graph_search has)",
+              f"scalar{' or minus_last' if self.model.arch == 'transformer' else ''} for task {self.task.name} "
+              "(a class read-out needs class targets, as graph_search has)",
               self.model.output)
         _need(self.ensemble.size == 1 or self.train.optimizer != "signum", "ensemble.size",
               "1 with train.optimizer = signum (ensembles use Adam/AdamW)", self.ensemble.size)
@@ -320,7 +320,7 @@ class RunConfig:
                               f"{_gib(memory)} of memory; lower train.batch_size, task.n_points, model.d_model, "
                               "model.n_layers or ensemble.size")
 
-    def resolved(self) -> "RunConfig":
+    def resolved(self) -> RunConfig:
         """A validated copy with derived values (d_in, d_mlp) filled in: what a run folder saves."""
         cfg = copy.deepcopy(self).validate()
         task = cfg.task.build()
@@ -337,7 +337,7 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RunConfig":
+    def from_dict(cls, data: dict) -> RunConfig:
         cfg = cls(preset=str(data.get("preset", "")))
         unknown = set(data) - set(SECTIONS) - {"preset"}
         if unknown:

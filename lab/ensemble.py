@@ -268,5 +268,5 @@ def is_ensemble(cfg: RunConfig) -> bool:
     return cfg.ensemble.size > 1
 
 
-__all__ = ["member_config", "stack_models", "member_state", "member_losses", "flatten_parameters", "flat_grads", "StackedAdam",
-           "EnsembleTrainer", "is_ensemble"]
+__all__ = ["member_config", "stack_models", "member_state", "member_losses", "flatten_parameters", "flat_grads",
+           "StackedAdam", "EnsembleTrainer", "is_ensemble"]

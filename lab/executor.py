@@ -180,7 +180,8 @@ def run_job(job: Job, threads: int = 1, evaluate=None) -> list[dict]:
 
 
 def _record(t: Trial, job: Job, status: str, error, t0: float, run_dir=None, step=None) -> dict:
-    return {"trial": str(t.out), "run_dir": str(run_dir or (job.out / "members" / str(job.trials.index(t)) if job.packed else job.out)),
+    member_dir = job.out / "members" / str(job.trials.index(t)) if job.packed else job.out
+    return {"trial": str(t.out), "run_dir": str(run_dir or member_dir),
             "label": t.label, "status": status, "error": error, "step": step, "wall_s": time.time() - t0,
             "packed_in": str(job.out) if job.packed else None, "metrics": {}}
 

@@ -2,8 +2,9 @@
 replaced it by TransformerBridge) and to safetensors.
 
 What TransformerLens can express: softmax attention with a causal or no mask, learned or rotary positions (ours
-rotate adjacent pairs: rotary_adjacent_pairs=True) or none (W_pos = 0), GELU (exact, or tanh: TransformerLens's gelu_new) or ReLU MLPs or none,
-LayerNorm or none, biases or none (zeros), tied blocks (copied into every block), token, scalar or class read-outs.
+rotate adjacent pairs: rotary_adjacent_pairs=True) or none (W_pos = 0), GELU (exact, or tanh: TransformerLens's
+gelu_new) or ReLU MLPs or none, LayerNorm or none, biases or none (zeros), tied blocks (copied into every block),
+token, scalar or class read-outs.
 Linear attention, the context mask and the von Oswald read-out have no counterpart and are refused in one line.
 
 The vector read-in has no TransformerLens counterpart either (its embedding takes token ids): the exported model has
@@ -28,9 +29,18 @@ from pathlib import Path
 import torch
 
 from .config import ModelConfig
-from .runs import (CHECKPOINT, CONFIG, METRICS, WEIGHTS, Run, RunFileError, atomic_write_json, make_out_folder,
-                   read_safetensors, write_safetensors)
-
+from .runs import (
+    CHECKPOINT,
+    CONFIG,
+    METRICS,
+    WEIGHTS,
+    Run,
+    RunFileError,
+    atomic_write_json,
+    make_out_folder,
+    read_safetensors,
+    write_safetensors,
+)
 
 READ_IN = "read_in.safetensors"
 
@@ -61,7 +71,8 @@ def tl_config_dict(cfg: ModelConfig, dtype: torch.dtype = torch.float32) -> dict
     out = dict(n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads, d_head=d_head, n_ctx=cfg.max_len,
                d_vocab=cfg.vocab_size if cfg.input == "tokens" else 1,
                d_vocab_out=cfg.n_classes if cfg.output == "classes" else 1,
-               act_fn={"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}[cfg.act], normalization_type="LN" if cfg.layernorm else None,
+               act_fn={"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}[cfg.act],
+               normalization_type="LN" if cfg.layernorm else None,
                attention_dir="causal" if cfg.mask == "causal" else "bidirectional",
                positional_embedding_type="rotary" if cfg.pos == "rotary" else "standard",
                default_prepend_bos=False, init_weights=False, dtype=str(dtype).removeprefix("torch."))
@@ -162,8 +173,9 @@ def _load(tl, sd: dict, dtype) -> None:
     missing, unexpected = tl.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=False)
     params = {name for name, _ in tl.named_parameters()}
     if unexpected or params & set(missing):
-        raise ExportError(f"TransformerLens's model does not take these weights (missing {sorted(params & set(missing))}"
-                          f", unexpected {sorted(unexpected)}): the pinned transformer-lens release differs")
+        raise ExportError("TransformerLens's model does not take these weights "
+                          f"(missing {sorted(params & set(missing))}, unexpected {sorted(unexpected)}): "
+                          "the pinned transformer-lens release differs")
 
 
 def read_in(model, inputs: torch.Tensor):

@@ -4,7 +4,7 @@ backward hooks. The calls follow TransformerLens (`run_with_hooks`, `run_with_ca
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn

@@ -19,6 +19,7 @@ from . import kernels
 from .challengers import ARCHITECTURES
 from .config import ModelConfig
 from .hooks import HookedModule, HookPoint
+from .stacked import per_model
 
 
 def attention_mask(kind: str, T: int, device=None) -> torch.Tensor | None:
@@ -35,12 +36,6 @@ def rotary(x: torch.Tensor) -> torch.Tensor:
     cos, sin = angle.cos()[:, None].to(x.dtype), angle.sin()[:, None].to(x.dtype)  # [T, 1, dh/2]
     even, odd = x[..., 0::2], x[..., 1::2]
     return torch.stack([even * cos - odd * sin, even * sin + odd * cos], -1).flatten(-2)
-
-
-def per_model(p: torch.Tensor, ndim: int) -> torch.Tensor:
-    """A stack's per-model tensor p [E, *rest] as [E, 1, ..., 1, *rest] with `ndim` dims: it broadcasts over
-    activations [E, ..., *rest]."""
-    return p.view(p.shape[0], *([1] * (ndim - p.dim())), *p.shape[1:])
 
 
 class Linear(nn.Linear):

@@ -1,7 +1,10 @@
-"""Optimisers beside torch's Adam/AdamW."""
+"""The optimiser a run trains with (`train.optimizer`): torch's Adam/AdamW, and sign-of-momentum descent beside them."""
 from __future__ import annotations
 
 import torch
+from torch import nn
+
+from .config import TrainConfig
 
 
 class SignMomentum(torch.optim.Optimizer):
@@ -27,3 +30,11 @@ class SignMomentum(torch.optim.Optimizer):
                     p.mul_(1 - group["lr"] * group["weight_decay"])
                 p.add_(m.sign(), alpha=-group["lr"])
         return loss
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser `train.optimizer` names: adam, adamw or signum, with the config's lr, betas and weight decay."""
+    if cfg.optimizer == "signum":
+        return SignMomentum(model.parameters(), lr=cfg.lr, beta1=cfg.beta1, weight_decay=cfg.weight_decay)
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)

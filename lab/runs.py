@@ -271,12 +271,12 @@ class Run:
         p = prompts.to(device=self.device, dtype=dtype)
         return self.format.predict(model, p).cpu()
 
-    def member(self, i: int) -> "Run":
+    def member(self, i: int) -> Run:
         """Member i of an ensemble run as a run folder of its own (RUN/members/i): the solo run it equals, with
         its config (seed train.seed + i), weights, optimiser state and loss curve, so every probe works on it and
         `lab train` can extend it. Written from the ensemble's last checkpoint, again whenever that is newer."""
         from .ensemble import member_config, member_state
-        from .trainer import make_optimizer
+        from .optimizers import make_optimizer
 
         E = self.n_members
         if E == 1:

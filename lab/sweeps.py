@@ -31,6 +31,7 @@ import math
 import re
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -271,14 +272,26 @@ def metric_value(name: str, curve: dict | None, run) -> float:
     return float(obj[ks.index(k)])
 
 
-def check_metrics(metrics: list[str], first: Trial) -> None:
-    """Before anything trains: a curve the task's `lab eval` does not have stops the sweep with one line."""
-    from probes.icl_curve import baselines_for
+@dataclass(frozen=True)
+class Measures:
+    """What a sweep measures beyond the training loss, handed down by the science (probes/sweeps.py): the engine
+    trains the trials and reads `loss` itself; a metric of `lab eval --json` needs the run's ICL curve."""
+    curve: Callable  # (run, n_prompts) -> the `lab eval --json` object of a finished run
+    curve_names: Callable  # (task) -> the names of the curves its `lab eval` draws, or None (checked when read)
+    plot: Callable  # (settings, metric, swept keys, title, path) -> None: a figure of one metric over the settings
 
-    task = make_config(first.config).task.build()
-    if getattr(task, "objective", "") == "set":
-        return  # graph search: its curve is accuracy by lookahead (probes/search.py), checked when read
-    curves = ["model", *baselines_for(task)]
+
+def check_metrics(metrics: list[str], first: Trial, measures: Measures | None) -> None:
+    """Before anything trains: a metric the sweep cannot compute stops it with one line."""
+    if not needs_eval(metrics):
+        return
+    if measures is None:
+        m = next(m for m in metrics if not METRIC.fullmatch(m)[1])
+        raise SpecError(f"sweep spec: metric {m!r} is read from `lab eval`, which lab.sweep cannot compute alone; "
+                        "run the sweep with probes.sweeps.sweep (as `lab sweep` does) or use metrics = loss")
+    curves = measures.curve_names(make_config(first.config).task.build())
+    if curves is None:
+        return
     for m in metrics:
         parts = (METRIC.fullmatch(m)[2] or "").split(".")
         if parts[0] == "curves" and (len(parts) < 2 or parts[1] not in curves):
@@ -290,9 +303,9 @@ def needs_eval(metrics: list[str]) -> bool:
     return any(not METRIC.fullmatch(m)[1] for m in metrics)
 
 
-def run_metrics(run, metrics: list[str], eval_prompts: int) -> dict:
+def run_metrics(run, metrics: list[str], eval_prompts: int, measures: Measures | None = None) -> dict:
     """The metrics of a finished run, cached in RUN/eval/sweep_metrics.json for its checkpoint (a re-run sweep
-    reads them back instead of evaluating again). The ICL curve comes from probes (the CLI's lazy exception)."""
+    reads them back instead of evaluating again). The ICL curve comes from `measures` (the science's)."""
     cache_path = run.path / "eval" / "sweep_metrics.json"
     key = {"metrics": metrics, "eval_prompts": eval_prompts, "step": run.status.get("step")}
     if cache_path.is_file():
@@ -302,11 +315,7 @@ def run_metrics(run, metrics: list[str], eval_prompts: int) -> dict:
                 return cached["values"]
         except ValueError:
             pass
-    curve = None
-    if needs_eval(metrics):
-        from probes.icl_curve import evaluate_run
-
-        curve = evaluate_run(run, n_prompts=eval_prompts)
+    curve = measures.curve(run, eval_prompts) if needs_eval(metrics) else None
     values = {m: metric_value(m, curve, run) for m in metrics}
     atomic_write_json(cache_path, {"key": key, "values": values})
     return values
@@ -343,19 +352,20 @@ def metric_filename(metric: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", metric).strip("_") + ".png"
 
 
-def sweep(spec, args=(), out=None, *, address: str | None = None, cpus: int | None = None, threads: int = 1,
-          gpus_per_trial: float | None = None, pack: bool = True, pack_lr: bool = False, quiet: bool = False) -> dict:
+def sweep(spec, args=(), out=None, *, measures: Measures | None = None, address: str | None = None,
+          cpus: int | None = None, threads: int = 1, gpus_per_trial: float | None = None, pack: bool = True,
+          pack_lr: bool = False, quiet: bool = False) -> dict:
     """Run a sweep (see the module docstring) into `out` (default $LAB_RUNS/sweep-NAME) and return its summary.
+    Metrics other than `loss`, and the figures, need the `measures` of the science (probes.sweeps.sweep hands them).
 
     Re-running skips finished trials and resumes interrupted ones from their checkpoints; a failed or diverged
     trial is reported in its row and does not stop the others. Writes SWEEP/sweep.json, results.jsonl (one row per
-    trial, rewritten as trials finish), summary.json and figures/METRIC.png."""
+    trial, rewritten as trials finish), summary.json and, with measures, figures/METRIC.png."""
     t0 = time.time()
     spec = parse_spec(spec, args)
     folder = Path(out) if out else runs_root() / f"sweep-{spec.name}"
     trials = trials_of(spec, folder)  # every config checked before anything is written
-    if needs_eval(spec.metrics):
-        check_metrics(spec.metrics, trials[0])
+    check_metrics(spec.metrics, trials[0], measures)
     make_out_folder(folder)
     atomic_write_json(folder / SPEC, {**asdict(spec), "swept": spec.swept_keys(), "n_trials": len(trials)})
     rows: dict[str, dict] = {}
@@ -367,7 +377,7 @@ def sweep(spec, args=(), out=None, *, address: str | None = None, cpus: int | No
         rows[record["trial"]] = _row(record)
         write_rows()
 
-    evaluate = functools.partial(run_metrics, metrics=spec.metrics, eval_prompts=spec.eval_prompts)
+    evaluate = functools.partial(run_metrics, metrics=spec.metrics, eval_prompts=spec.eval_prompts, measures=measures)
     records = run_trials(trials, address=address, cpus=cpus, threads=threads, gpus_per_trial=gpus_per_trial,
                          pack=pack, pack_lr=pack_lr,
                          evaluate=evaluate, quiet=quiet, desc=f"sweep {spec.name}", on_record=on_record)
@@ -381,12 +391,10 @@ def sweep(spec, args=(), out=None, *, address: str | None = None, cpus: int | No
                           for r in records if r["status"] != "done"],
                "wall_s": time.time() - t0, "settings": settings}
     atomic_write_json(folder / SUMMARY, summary)
-    from probes.figures import save_figure, sweep_figure  # plotting lives with the figures (the CLI's exception)
-
-    title = f"sweep {spec.name}: mean over seeds {', '.join(map(str, spec.seeds))} with a 90% bootstrap band"
-    for metric in spec.metrics:
-        save_figure(sweep_figure(settings, metric, spec.swept_keys(), title),
-                    folder / "figures" / metric_filename(metric))
+    if measures is not None:
+        title = f"sweep {spec.name}: mean over seeds {', '.join(map(str, spec.seeds))} with a 90% bootstrap band"
+        for metric in spec.metrics:
+            measures.plot(settings, metric, spec.swept_keys(), title, folder / "figures" / metric_filename(metric))
     return summary
 
 

@@ -150,7 +150,8 @@ class SVMComparison:
         idx = np.arange(0, len(corr), every)
         corr = corr[idx][:, ~np.isnan(corr[-1])]
         return {"step": idx.tolist(), "svm": norm, "corr_mean": corr.mean(1).tolist(),
-                "corr_lo": np.percentile(corr, 10, axis=1).tolist(), "corr_hi": np.percentile(corr, 90, axis=1).tolist(),
+                "corr_lo": np.percentile(corr, 10, axis=1).tolist(),
+                "corr_hi": np.percentile(corr, 90, axis=1).tolist(),
                 "mass_mean": mass[idx].mean((1, 2)).tolist(), "mass_min": mass[idx].min(2).mean(1).tolist()}
 
 

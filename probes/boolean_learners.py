@@ -34,7 +34,10 @@ def elimination(xs, ys, kind: str = "conjunction"):
     sign = 1.0 if kind == "conjunction" else -1.0  # literal x_j = +1 kept while every such example has x_j = sign
     keep_pos = ((xs == sign) | ~teach[..., None]).to(torch.int64)  # [B, N, n]
     keep_neg = ((xs == -sign) | ~teach[..., None]).to(torch.int64)
-    shift = lambda t: torch.cat([torch.ones_like(t[:, :1]), t.cumprod(1)[:, :-1]], 1)  # product over j < i
+
+    def shift(t):  # product over j < i
+        return torch.cat([torch.ones_like(t[:, :1]), t.cumprod(1)[:, :-1]], 1)
+
     alive_pos, alive_neg = shift(keep_pos).bool(), shift(keep_neg).bool()  # literal "x_j" / "not x_j" alive
     if kind == "conjunction":
         ok = ((xs == 1) | ~alive_pos) & ((xs == -1) | ~alive_neg)

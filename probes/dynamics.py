@@ -93,7 +93,8 @@ def summarize(d: Dynamics) -> dict:
     task = d.task
     common = d.mass(lambda n: list(range(task.n_common)))
     distinct = [d.mass(lambda n, j=j: [task.distinct_tokens(n)[j]]) for j in range(task.n_distinct)]
-    return {"record_steps": list(d.steps), "common_mass": common.tolist(), "distinct_mass": [m.tolist() for m in distinct],
+    return {"record_steps": list(d.steps), "common_mass": common.tolist(),
+            "distinct_mass": [m.tolist() for m in distinct],
             "distinct_peak_steps": [d.steps[int(np.argmax(m))] for m in distinct],  # most frequent first
             "entropy": d.entropy.tolist(), "final_entropy": float(d.entropy[-1]), "final_loss": float(d.loss[-1]),
             "top_token_share": float(d.token_attention[-1].max(-1).mean())}

@@ -37,8 +37,9 @@ def layer_iteration_heatmaps(r: dict, path, title: str):
     """Two heatmaps, layers x Newton iterations and layers x GD steps (similarity of errors), best marked."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, key, steps, best, label in [(axes[0], "sim_newton", r["newton_steps"], r["best_newton"], "Newton iterations"),
-                                        (axes[1], "sim_gd", r["gd_steps"], r["best_gd"], "GD steps (lr 0.01)")]:
+    panels = [(axes[0], "sim_newton", r["newton_steps"], r["best_newton"], "Newton iterations"),
+              (axes[1], "sim_gd", r["gd_steps"], r["best_gd"], "GD steps (lr 0.01)")]
+    for ax, key, steps, best, label in panels:
         grid = np.array(r[key])
         im = ax.imshow(grid, aspect="auto", origin="lower", cmap="viridis")
         ax.plot([steps.index(b) for b in best], r["layers"], "r.", ms=8, label="best match")

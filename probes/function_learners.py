@@ -67,7 +67,8 @@ def relu_net(xs, ys, hidden: int = 100, steps: int = 100, lr: float = 5e-3, seed
     baseline: width 100, lr 5e-3, 100 steps, batch 100 >= every prefix), nn.Linear's default init. The nets of
     `chunk` prompts train at once as one batched computation (`relu_net_train`)."""
     if not (isinstance(hidden, int) and hidden >= 1 and isinstance(steps, int) and steps >= 0 and lr > 0):
-        raise ValueError(f"relu_net needs integers hidden >= 1, steps >= 0 and lr > 0; got {hidden!r}, {steps!r}, {lr!r}")
+        raise ValueError(f"relu_net needs integers hidden >= 1, steps >= 0 and lr > 0; "
+                         f"got {hidden!r}, {steps!r}, {lr!r}")
     B, n, d = xs.shape
     g = torch.Generator().manual_seed(seed)
     out = torch.zeros(B, n, dtype=torch.float64, device=xs.device)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import torch
 
 import tasks
@@ -14,6 +13,7 @@ from lab.runs import atomic_write_bytes, atomic_write_json
 
 from .boolean_learners import accuracy
 from .figures import png_bytes, pyplot
+from .metrics import bootstrap_curve
 from .solvers import solve
 
 EVAL_SEED = 1_234_567  # eval prompts; training streams use seed * 1_000_003 + step
@@ -57,16 +57,6 @@ def baselines_for(task) -> dict[str, tuple[str, dict]]:
     return out
 
 
-def bootstrap_curve(errors: torch.Tensor, n_boot: int = 1000, level: float = 0.9, seed: int = 0) -> dict:
-    """errors [B, n] -> mean over prompts per column with a percentile bootstrap CI over prompts."""
-    e = errors.double().cpu().numpy()
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, e.shape[0], size=(n_boot, e.shape[0]))
-    means = e[idx].mean(axis=1)  # [n_boot, n]
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    return {"mean": e.mean(0).tolist(), "lo": lo.tolist(), "hi": hi.tolist()}
-
-
 def curve_for_predictions(task, prompts: tasks.Prompts, predictions: dict, n_boot: int = 1000,
                           d_active: int | None = None) -> dict:
     """The eval JSON object (DESIGN.md) for named predictions [B, n] on `prompts` (drawn with `d_active`):
@@ -77,7 +67,11 @@ def curve_for_predictions(task, prompts: tasks.Prompts, predictions: dict, n_boo
         score, metric = (lambda preds: accuracy(preds, ys)), "accuracy"
     else:
         scale = task.y_variance(d_active) if d_active else task.y_variance()
-        score, metric = (lambda preds: (preds.double() - ys) ** 2 / scale), "squared error / E[y^2] (zero predictor = 1)"
+        metric = "squared error / E[y^2] (zero predictor = 1)"
+
+        def score(preds):
+            return (preds.double() - ys) ** 2 / scale
+
     curves = {name: bootstrap_curve(score(preds), n_boot) for name, preds in predictions.items()}
     return {"task": getattr(task, "name", type(task).__name__), "d": task.d, "k": list(range(prompts.n_points)),
             "metric": metric, "curves": curves}

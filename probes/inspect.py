@@ -13,8 +13,8 @@ ablation: each head zero-ablated, the ICL curve without it, heads ranked.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -23,14 +23,15 @@ from lab.model import build_model
 from lab.runs import atomic_write_json
 
 from . import readout
-from .constructions import gd_layer_weights, kq_pv, kq_pv_products
 from .ablation import ablation_figure, format_ablation, head_ablations
+from .constructions import gd_layer_weights, kq_pv, kq_pv_products
 from .dla import direct_attribution, dla_figure, format_dla
 from .figures import layer_iteration_heatmaps, save_figure
 from .lens import format_lens, lens, lens_figure
+from .lsa import cosine, line_search_grid, products_figure, projection_scale
 from .match import line_search_lr, match
 from .metrics import sime, spd
-from .patching import format_patching, path_figure, patching_comparison_figure, patching_probe
+from .patching import format_patching, patching_comparison_figure, patching_probe, path_figure
 from .search import format_search, search_probe
 from .solvers import path, solve
 
@@ -99,8 +100,6 @@ def construction_match(run, n_prompts: int = 2000, seed: int = EVAL_SEED) -> dic
     """von Oswald et al. Prop. 1: each layer's W_KQ = W_K^T W_Q and W_PV = W_O W_V beside the one-GD-step
     construction at the line-searched learning rate (cosine, and the scale that best maps one onto the other);
     writes RUN/figures/kq_pv.png for layer 0."""
-    from .experiments.lsa import cosine, line_search_grid, products_figure, projection_scale
-
     cfg = run.config.model
     d, n_context = run.task.d, run.config.task.n_points - 1
     p = run.task.sample(n_prompts, n_context + 1, seed=seed, dtype=torch.float64)

@@ -66,6 +66,7 @@ def match(target: torch.Tensor, prompts: Prompts, family: str, grid: dict, metri
 
 def line_search_lr(prompts: Prompts, steps: int, lrs, column: int = -1, **fixed) -> float:
     """The GD learning rate with the lowest squared error on `column` (von Oswald: eta found by line search)."""
-    errors = [((solve("gd", prompts, steps=steps, lr=lr, **fixed)[:, column] - prompts.ys[:, column]) ** 2).mean().item()
+    target = prompts.ys[:, column]
+    errors = [((solve("gd", prompts, steps=steps, lr=lr, **fixed)[:, column] - target) ** 2).mean().item()
               for lr in lrs]
     return list(lrs)[int(np.argmin(errors))]

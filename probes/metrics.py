@@ -3,9 +3,11 @@
 Akyurek et al. 2023: squared prediction difference (SPD) and implicit linear weight difference (ILWD).
 von Oswald et al. 2023: prediction difference, sensitivity cosine and sensitivity-difference norm.
 Fu et al. 2023: similarity of errors (SimE) and of induced weights (SimW).
+The curves shown to people: a mean per column with a percentile-bootstrap interval over prompts.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from tasks import Prompts
@@ -74,3 +76,13 @@ def sime(pred_a: torch.Tensor, pred_b: torch.Tensor, ys: torch.Tensor, start: in
 def simw(w_a: torch.Tensor, w_b: torch.Tensor) -> float:
     """Fu's similarity of induced weights: mean cosine between two predictors' implicit weights [B, d]."""
     return cosine(w_a.double(), w_b.double()).mean().item()
+
+
+def bootstrap_curve(errors: torch.Tensor, n_boot: int = 1000, level: float = 0.9, seed: int = 0) -> dict:
+    """errors [B, n] -> mean over prompts per column with a percentile bootstrap CI over prompts."""
+    e = errors.double().cpu().numpy()
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, e.shape[0], size=(n_boot, e.shape[0]))
+    means = e[idx].mean(axis=1)  # [n_boot, n]
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return {"mean": e.mean(0).tolist(), "lo": lo.tolist(), "hi": hi.tolist()}

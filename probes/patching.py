@@ -138,7 +138,7 @@ def path_patching(run, clean: Prompts, corrupt: Prompts, min_gap: float = 1e-6) 
     its clean value, every other path left corrupt. Receivers: each head of a later layer (through its own copy
     of the residual stream, hook_attn_in) and the read-out (the final residual stream).
 
-    Returns {"effect": [senders][receivers] fractions of the clean - corrupt gap, "senders", "receivers"}."""
+    Returns {"effect": `[senders][receivers]` fractions of the clean - corrupt gap, "senders", "receivers"}."""
     clean_in, corrupt_in, clean_pred, corrupt_pred = _pair(run, clean, corrupt, min_gap)
     model = run.model
     L, H = model.cfg.n_layers, model.cfg.n_heads

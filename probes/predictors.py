@@ -5,7 +5,7 @@ cheaply, to the last column alone. Both are differentiable, so sensitivities d p
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

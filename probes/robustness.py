@@ -11,7 +11,8 @@ import torch
 
 from tasks import Prompts
 
-from .icl_curve import bootstrap_curve, shifted_task
+from .icl_curve import shifted_task
+from .metrics import bootstrap_curve
 from .solvers import solve
 
 WHOLE_PROMPT = {"noisy labels (sigma = 1)": {"noise_std": 1.0}, "scaled x (x2)": {"x_scale": 2.0},

@@ -22,7 +22,7 @@ import torch
 import tasks
 from tasks.graph_search import EDGE, FIRST_VERTEX, PAD, PATH, QUERY, encode_tokens, lengths, to_networkx, top_in_target
 
-from .icl_curve import bootstrap_curve
+from .metrics import bootstrap_curve
 
 TEST_SEED = 2**40  # held-out test sets: far from every training seed (data_seed(seed, step) = seed * 1_000_003 + step)
 
@@ -116,9 +116,9 @@ def _entry_effects(model, tokens, real, layer: int, entries: list, how: str, las
         part = torch.tensor(entries[start:start + chunk], device=device)  # [Z, 3]
         Z = len(part)
 
-        def perturb(pattern, hook, part=part):  # pattern [Z, H, T, T]
+        def perturb(pattern, hook, part=part):  # pattern [Z, H, T, T], Z = len(part)
             pattern = pattern.clone()
-            z, h, q, k = torch.arange(Z, device=device), part[:, 0], part[:, 1], part[:, 2]
+            z, h, q, k = torch.arange(len(part), device=device), part[:, 0], part[:, 1], part[:, 2]
             if how == "zero":
                 pattern[z, h, q, k] = 0.0
             else:  # "max": the entry takes its row's largest weight, the row is renormalised
@@ -341,7 +341,8 @@ def mechanism(run, n_prompts: int, n_test: int, figures, circuit_prompts: int = 
 
     model = run.model
     untrained = build_model(run.config.model, seed=run.config.train.seed).to(next(model.parameters()).device)
-    reach, control = reach_probe(model, run.task, n_prompts, n_test), reach_probe(untrained, run.task, n_prompts, n_test)
+    reach = reach_probe(model, run.task, n_prompts, n_test)
+    control = reach_probe(untrained, run.task, n_prompts, n_test)
     circuit = circuit_reach(model, run.task, circuit_prompts)
     trace = trace_attention(model, held_out_task(run.task).sample(1, seed=TEST_SEED + 7), 0)
     save_figure(reach_figure(reach, control, circuit), figures / "reach.png")
@@ -361,8 +362,8 @@ def format_search(res: dict) -> str:
         lines.append(f"{l:5d}  {res['reach']['f1'][l]:.3f} ({res['control']['f1'][l]:.3f})  "
                      f"{res['reach']['reach'][l]:13d} ({res['control']['reach'][l]})")
     c = res["circuit"]
-    lines.append(f"traced circuits ({c['n_prompts']} prompts, logit drop > {c['threshold']:.2f}): path-merge length per "
-                 f"block {' '.join(f'{m:.2f}' for m in c['merge_length'])} (random keys "
+    lines.append(f"traced circuits ({c['n_prompts']} prompts, logit drop > {c['threshold']:.2f}): path-merge length "
+                 f"per block {' '.join(f'{m:.2f}' for m in c['merge_length'])} (random keys "
                  f"{' '.join(f'{m:.2f}' for m in c['control'])}; the graphs' longest path {c['longest_path']:.2f})")
     kept = [len(lay["entries"]) for lay in res["trace"]["layers"]]
     lines.append(f"attention trace of one prompt: entries kept per layer (top first) {kept}")

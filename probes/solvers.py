@@ -7,7 +7,7 @@ prompts' dtype, so they serve as references for the models.
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -94,7 +94,7 @@ def sweep(budget_s=100):
             results.append((f"w{warps}s{stages}", ms, ""))
         triton_attention.LAUNCH_OVERRIDES.clear()
         ok = sorted((r for r in results if r[1] == r[1]), key=lambda r: r[1])
-        mark = "w%ds3" % default["num_warps"]  # Triton's default num_stages is 3
+        mark = f"w{default['num_warps']}s3"  # Triton's default num_stages is 3
         text = "  ".join(f"{n}{'*' if n == mark else ''} {ms:.3f}" for n, ms, _ in ok[:6])
         print(f"{str(shape):18s} BM={default['BM']} BD={default['BD']}: {text}")
 

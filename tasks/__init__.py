@@ -5,8 +5,8 @@ from .function_classes import DecisionTree, ReluNet
 from .graph_search import GraphSearch
 from .linear_regression import LinearRegression
 from .prompts import Prompts
-from .representation import Representation
 from .registry import get, names, task_class
+from .representation import Representation
 from .scan_snap import ScanSnap
 from .token_selection import TokenSelection
 

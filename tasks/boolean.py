@@ -54,8 +54,8 @@ class BooleanFunctions:
         check(1 <= self.literals <= self.n, "literals", f"between 1 and n = {self.n}", self.literals)
         check(self.clauses >= 1, "clauses", ">= 1", self.clauses)
         check(self.nn_random >= 1, "nn_random", ">= 1", self.nn_random)
-        check(not self.teaching or self.fn in TEACHABLE, "teaching", f"false unless fn is one of {', '.join(TEACHABLE)}",
-              self.teaching)
+        check(not self.teaching or self.fn in TEACHABLE, "teaching",
+              f"false unless fn is one of {', '.join(TEACHABLE)}", self.teaching)
 
     @property
     def d(self) -> int:

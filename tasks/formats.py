@@ -4,7 +4,7 @@ Every format predicts y_i from pairs 0..i-1 and x_i, the same convention as the 
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

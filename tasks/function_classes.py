@@ -3,7 +3,8 @@ each drawn fresh per prompt, with x ~ N(0, I_d) and the same interleaved prompts
 
 Both follow their code (dtsip/in-context-learning, src/tasks.py): a tree is a full binary tree stored as an array
 (node n has children 2n + 1, 2n + 2), every inner node tests one coordinate drawn uniformly from all d, x_f > 0 goes
-right, leaf values N(0, 1); a network is y = sqrt(2 / h) relu(x W1) W2 with W1, W2 standard normal, so E[y^2] = E||x||^2.
+right, leaf values N(0, 1); a network is y = sqrt(2 / h) relu(x W1) W2 with W1, W2 standard normal, so
+E[y^2] = E||x||^2.
 """
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ class Prompts:
     def d(self) -> int:
         return self.xs.shape[2]
 
-    def to(self, device=None, dtype=None) -> "Prompts":
+    def to(self, device=None, dtype=None) -> Prompts:
         """A copy on `device`, floating tensors cast to `dtype` (ground truth included)."""
 
         def move(t):
@@ -41,6 +41,6 @@ class Prompts:
 
         return Prompts(move(self.xs), move(self.ys), {k: move(v) for k, v in self.params.items()})
 
-    def prefix(self, n: int) -> "Prompts":
+    def prefix(self, n: int) -> Prompts:
         """The first n pairs of every prompt (ground truth unchanged)."""
         return Prompts(self.xs[:, :n], self.ys[:, :n], dict(self.params))

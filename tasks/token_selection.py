@@ -38,7 +38,7 @@ class SelectionProblems:
     def __len__(self) -> int:
         return self.X.shape[0]
 
-    def __getitem__(self, k: int) -> "SelectionProblems":
+    def __getitem__(self, k: int) -> SelectionProblems:
         """Problem k alone, as a batch of one."""
         sl = slice(k, k + 1)
         return SelectionProblems(self.X[sl], self.z[sl], self.v[sl], self.y[sl], self.seeds[sl])

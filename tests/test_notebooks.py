@@ -21,7 +21,7 @@ def test_notebook_runs_and_is_stored_without_outputs(path, tmp_path, monkeypatch
     assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name}: strip its outputs"
     monkeypatch.setenv("LAB_NOTEBOOK_FAST", "1")
     monkeypatch.setenv("LAB_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ["LAB_TEST_THREADS"])  # the cores this test has (conftest.py)
     client = NotebookClient(book, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError, with the failing cell and its traceback, on any error
     outputs = [o for c in book.cells if c.cell_type == "code" for o in c.outputs]

@@ -87,8 +87,8 @@ common.experiment_result("scan-and-snap", "scan_snap.png", 1, "snap_run")
 
 st.markdown("**What to notice.** The correlation climbs to ~1: gradient descent does not just find *an* attention "
             "that picks the right tokens, it heads for the particular one of smallest norm, the SVM solution; with "
-            "W = K Q^T it is the smallest *nuclear* norm instead, a lower-rank matrix. Some problems end on tokens that "
-            "are only locally optimal, and the SVM of those tokens still predicts the direction. In scan and snap, "
-            "attention first leaves the common tokens, which say nothing about the next token, then the rarer "
+            "W = K Q^T it is the smallest *nuclear* norm instead, a lower-rank matrix. Some problems end on tokens "
+            "that are only locally optimal, and the SVM of those tokens still predicts the direction. In scan and "
+            "snap, attention first leaves the common tokens, which say nothing about the next token, then the rarer "
             "distinct ones; raise the decoder's learning rate and the loss falls before attention has sharpened, so "
             "it freezes earlier with a higher entropy.")

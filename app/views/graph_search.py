@@ -7,7 +7,7 @@ import torch
 from app import common
 from probes.figures import graph_figure, lookahead_figure, png_bytes
 from probes.inspect import PROBES, probe_run
-from probes.search import TEST_SEED, search_curve, held_out_task
+from probes.search import TEST_SEED, held_out_task, search_curve
 from tasks.graph_search import DISTRIBUTIONS
 
 st.title("Graph search")

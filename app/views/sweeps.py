@@ -69,8 +69,8 @@ else:
         spec = common.read_json(folder / SPEC) or {}
         summary = common.read_json(folder / SUMMARY)
         swept = spec.get("swept", [])
-        st.caption(f"preset {spec.get('preset')}; swept: {', '.join(swept) or 'seeds only'}; seeds {spec.get('seeds')}; "
-                   f"{spec.get('n_trials')} trials. Folder: {folder}")
+        st.caption(f"preset {spec.get('preset')}; swept: {', '.join(swept) or 'seeds only'}; "
+                   f"seeds {spec.get('seeds')}; {spec.get('n_trials')} trials. Folder: {folder}")
         trials_table(folder)
 
         rows = read_rows(folder)

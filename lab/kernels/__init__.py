@@ -26,7 +26,7 @@ def triton_usable(t: torch.Tensor) -> bool:
     return t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cuda_name(index: int) -> str:
     return torch.cuda.get_device_name(index)
 

@@ -34,7 +34,8 @@ def overrides(depth: int, s: dict) -> dict:
 
 def trainings(s: dict) -> list[Training]:
     """Deepest first: the executor starts trainings in this order, so the longest one is not left to run alone."""
-    return [Training(f"depth-{depth}", "tiny-linreg", overrides(depth, s)) for depth in sorted(s["depths"], reverse=True)]
+    return [Training(f"depth-{depth}", "tiny-linreg", overrides(depth, s))
+            for depth in sorted(s["depths"], reverse=True)]
 
 
 @experiment(NAME, SCALES, trainings)
@@ -50,7 +51,8 @@ def analyse(ctx):
     _figure(matches, ctx.figures / "spd_by_depth.png")
     metrics = {"best_family": {str(k): v for k, v in best.items()},
                "spd": {str(k): {f: m["families"][f]["spd"] for f in m["families"]} for k, m in matches.items()},
-               "best_settings": {str(k): {f: m["families"][f]["best"] for f in m["families"]} for k, m in matches.items()}}
+               "best_settings": {str(k): {f: m["families"][f]["best"] for f in m["families"]}
+                                 for k, m in matches.items()}}
     return claims, metrics
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from lab.config import make_config
 from lab.executor import run_trials, trial
@@ -80,6 +80,17 @@ def experiment(name: str, scales: dict, trainings: Callable[[dict], list[Trainin
     return register
 
 
+def names() -> list[str]:
+    """The registered experiments, in the order probes/experiments/__init__.py imports them."""
+    return list(EXPERIMENTS)
+
+
+def get(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose one of: {', '.join(names())}")
+    return EXPERIMENTS[name]
+
+
 def experiment_dir(name: str, scale: str, out=None) -> Path:
     """Default folder: $LAB_RUNS/reproduce-NAME-SCALE (re-running resumes its training runs)."""
     return Path(out) if out else runs_root() / f"reproduce-{name}-{scale}"
@@ -99,7 +110,7 @@ def save_result(folder: Path, res: dict) -> None:
     atomic_write_json(Path(folder) / "result.json", res)
 
 
-def _seed_trials(exp: Experiment, scale: str, folder: Path, out, n_seeds: int) -> list:
+def seed_trials(exp: Experiment, scale: str, folder: Path, out, n_seeds: int) -> list:
     """The experiment's trainings for seed replicas 0..n_seeds-1: replica k trains with train.seed + k * stride
     (stride: the span of the seeds the experiment itself uses, so replicas never share a seed) in NAME-seedS."""
     trainings = exp.trainings(exp.scales[scale])
@@ -125,8 +136,6 @@ def reproduce(name: str, scale: str = "quick", out=None, quiet: bool = False, se
     """Run experiment `name` at `scale` ("quick": a CPU in minutes; "paper": the original setting) on `seeds` seed
     replicas: its trainings all go to the executor at once (packed into ensembles where they differ only in seed),
     then each replica's runs are analysed. A replica whose training failed is left out and reported."""
-    from . import get
-
     exp = get(name)
     if scale not in exp.scales:
         raise ValueError(f"scale must be one of quick, paper; got {scale!r}")
@@ -134,7 +143,7 @@ def reproduce(name: str, scale: str = "quick", out=None, quiet: bool = False, se
         raise ValueError(f"--seeds must be an integer >= 1; got {seeds}")
     t0 = time.time()
     folder = experiment_dir(name, scale, out)
-    trials = _seed_trials(exp, scale, folder, out, seeds)
+    trials = seed_trials(exp, scale, folder, out, seeds)
     if threads is None:  # on this machine, fewer trainings than cores share the cores out (one alone gets them all)
         threads = max(1, (cpus or os.cpu_count() or 1) // max(1, len(trials))) if address is None else 1
     records = run_trials(trials, address=address, cpus=cpus, threads=threads, gpus_per_trial=gpus_per_trial,

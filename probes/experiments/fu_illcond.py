@@ -19,6 +19,7 @@ def analyse(ctx):
     newton_last, gd_last = r["best_newton"][-1], r["best_gd"][-1]
     claims = [
         claim("the last layer still matches few Newton iterations (<= 30)", 21, newton_last, newton_last <= 30),
-        claim("while GD needs far more steps (>= 20x the Newton iterations)", 2000, gd_last, gd_last >= 20 * newton_last),
+        claim("while GD needs far more steps (>= 20x the Newton iterations)", 2000, gd_last,
+              gd_last >= 20 * newton_last),
     ]
     return claims, {k: r[k] for k in READOUT_METRICS}

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..inspect import GD_STEPS, NEWTON_STEPS, layer_iterations
 from ..figures import layer_iteration_heatmaps
+from ..inspect import GD_STEPS, NEWTON_STEPS, layer_iterations
 from .common import Training, claim, experiment
 
 NAME = "fu-newton"

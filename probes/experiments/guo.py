@@ -16,7 +16,8 @@ import torch
 from lab.model import build_model
 
 from .. import representation as rep
-from ..icl_curve import EVAL_SEED, bootstrap_curve, icl_curve
+from ..icl_curve import EVAL_SEED, icl_curve
+from ..metrics import bootstrap_curve
 from .common import Training, claim, experiment, pyplot, save_figure
 
 NAME = "guo-representation"
@@ -100,9 +101,11 @@ def analyse(ctx):
         claim(f"pasting: the frozen upper layers (from block {layer}) do linear ICL on (Phi*(x), y) near the oracle "
               f"(excess error over k >= D; passes within {s['paste_margin']} and below the untrained module's)",
               "near-optimal", round(paste_tail["trained"] - oracle_tail, 4),
-              paste_tail["trained"] - oracle_tail <= s["paste_margin"] and paste_tail["trained"] < paste_tail["untrained"]),
+              paste_tail["trained"] - oracle_tail <= s["paste_margin"]
+              and paste_tail["trained"] < paste_tail["untrained"]),
         claim(f"copying: the y tokens hold Phi*(x_i) (best R^2 at the y tokens; passes >= {s['r2']} and above the "
-              "untrained model's by 0.02)", "near 1", max(y_tr), max(y_tr) >= s["r2"] and max(y_tr) >= max(y_un) + 0.02),
+              "untrained model's by 0.02)", "near 1", max(y_tr),
+              max(y_tr) >= s["r2"] and max(y_tr) >= max(y_un) + 0.02),
     ]
     _figure(curve, probes_r2, floor, pasted_err, layer, ctx.figures / "representation.png")
     metrics = {"mean_error_k_ge_D": tail, "probe_r2": {f"{who}_{tokens}": v for (who, tokens), v in probes_r2.items()},

@@ -70,7 +70,8 @@ def analyse_convergence(ctx):
     metrics = {"n": s["n"], "T": s["T"], "d": s["d"], "n_seeds": s["n_seeds"], "steps": s["steps"], "lr": LR,
                "plain_lr": PLAIN_LR, "corr_at": at, "paper_corr": {str(k): v for k, v in PAPER_CORR.items()},
                "kq_corr_with_frobenius": kq_fro, "optimality": optimality,
-               "svm_rank": {name: _mean([sol.rank for sol in c.solutions[own[name]] if sol]) for name, c in runs.items()},
+               "svm_rank": {name: _mean([sol.rank for sol in c.solutions[own[name]] if sol])
+                            for name, c in runs.items()},
                "curves": curves}
     return claims, metrics
 
@@ -112,7 +113,8 @@ def _ranks(P) -> dict:
 
 def _optimality(solutions) -> dict:
     feasible = [s for s in solutions if s is not None]
-    return {"global": _mean([s.globally_optimal for s in feasible]), "local": _mean([s.locally_optimal for s in feasible]),
+    return {"global": _mean([s.globally_optimal for s in feasible]),
+            "local": _mean([s.locally_optimal for s in feasible]),
             "infeasible": len(solutions) - len(feasible)}
 
 

@@ -7,9 +7,16 @@ its W_KQ = W_K^T W_Q and W_PV = W_O W_V equal the construction (Prop. 1) up to t
 from __future__ import annotations
 
 from ..constructions import gd_layer_weights, kq_pv, kq_pv_products
+from ..lsa import (
+    EVAL_SEED,
+    cosine,
+    line_search_grid,
+    products_figure,
+    projection_scale,
+    query_losses,
+    sensitivity_alignment,
+)
 from .common import Training, claim, experiment
-from .lsa import (EVAL_SEED, cosine, line_search_grid, products_figure, projection_scale, query_losses,
-                  sensitivity_alignment)
 
 NAME = "vo-1layer"
 # the construction is defined up to W_KQ -> a W_KQ, W_PV -> W_PV / a for any a != 0, negative a included (the layer

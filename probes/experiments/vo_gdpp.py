@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from ..constructions import gd_layer_weights, kq_pv, kq_pv_products
+from ..lsa import EVAL_SEED, half_mse, line_search_grid, products_figure, query_losses, sensitivity_alignment
 from ..solvers import solve
 from .common import Training, claim, experiment
-from .lsa import EVAL_SEED, half_mse, line_search_grid, products_figure, query_losses, sensitivity_alignment
 
 NAME = "vo-gdpp"
 SCALES = {"quick": {"steps": 4000, "batch_size": 2048, "n_eval": 10_000, "n_search": 2000},

@@ -4,8 +4,8 @@ import torch
 
 from lab.cache import act_name
 from lab.config import ModelConfig
-from lab.model import build_model
 from lab.ensemble import stack_models
+from lab.model import build_model
 
 
 def _model(seed=0, **kw):
@@ -75,7 +75,7 @@ def test_short_names_equal_full_names():
 def test_decompose_and_accumulated_resid_add_up_to_the_residual_stream(kw):
     model = _model(**kw)
     _, cache = model.run_with_cache(_x())
-    final = cache[f"blocks.1.hook_resid_post"]
+    final = cache["blocks.1.hook_resid_post"]
     parts, labels = cache.decompose_resid(return_labels=True)
     torch.testing.assert_close(parts.sum(0), final, rtol=0, atol=1e-6)
     assert labels[0] == "embed" and labels[-1] == ("1_attn_out" if kw.get("d_mlp") == 0 else "1_mlp_out")

@@ -90,7 +90,7 @@ def test_ensemble_resumes_from_its_checkpoint(tmp_path):
 def test_ensemble_run_refuses_model_access_without_a_member(tmp_path):
     ens = train("tiny-linreg", {**SMALL, "train.steps": 2, "ensemble": 2}, out=tmp_path / "e", quiet=True)
     with pytest.raises(ValueError, match="ensemble of 2 models"):
-        load_run(ens.path).model
+        _ = load_run(ens.path).model
     with pytest.raises(ValueError, match="member must be in 0..1"):
         ens.member(2)
 
@@ -112,7 +112,8 @@ def test_stacked_forward_equals_each_members_forward_in_float64(kw):
 def test_stacked_adam_equals_torch_adam_per_member():
     """Two members, different learning rates, AdamW decay, member 1 frozen for step 2: each follows torch's."""
     g = torch.Generator().manual_seed(1)
-    params = [torch.randn(2, 3, 4, generator=g, dtype=torch.float64), torch.randn(2, 5, generator=g, dtype=torch.float64)]
+    params = [torch.randn(2, 3, 4, generator=g, dtype=torch.float64),
+              torch.randn(2, 5, generator=g, dtype=torch.float64)]
     grads = [[torch.randn(p.shape, generator=g, dtype=torch.float64) for p in params] for _ in range(3)]
     stacked = [p.clone() for p in params]
     opt = StackedAdam(stacked, 2, lr=0.0, betas=(0.8, 0.99), weight_decay=0.1, decoupled=True)

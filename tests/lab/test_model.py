@@ -34,7 +34,7 @@ def test_seed_fixes_initial_weights_and_leaves_global_rng_alone():
     torch.manual_seed(123)
     a, b, c = build_model(_cfg(), seed=1), build_model(_cfg(), seed=1), build_model(_cfg(), seed=2)
     assert torch.rand(1) == before
-    for (n, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters()):
+    for (n, pa), pb in zip(a.named_parameters(), b.parameters()):
         assert torch.equal(pa, pb), n
     assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters()))
 
@@ -188,7 +188,7 @@ def test_torch_io_init_is_nn_linear_default_on_read_in_and_read_out_only():
     1/sqrt(3 fan_in) (0.129 for d = 20); every other parameter exactly as the GPT-2 init draws it."""
     kw = dict(n_layers=2, n_heads=2, d_model=64, d_in=20, max_len=32)
     gpt2, torch_io = build_model(ModelConfig(**kw), seed=3), build_model(ModelConfig(**kw, io_init="torch"), seed=3)
-    for name, layer in (("embed", torch_io.embed), ("unembed", torch_io.unembed)):
+    for layer in (torch_io.embed, torch_io.unembed):
         bound = 1 / layer.in_features ** 0.5
         assert bound >= layer.weight.abs().max() > 0.9 * bound  # fills the interval
         assert bound >= layer.bias.abs().max() and (layer.bias != 0).all()  # nonzero biases

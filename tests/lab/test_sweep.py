@@ -22,8 +22,9 @@ from lab.config import ConfigError
 from lab.executor import plan_jobs, trial
 from lab.runs import safe_torch_load
 from lab.stats import mean_interval
-from lab.sweeps import SpecError, metric_value, parse_spec, sweep, trials_of
+from lab.sweeps import SpecError, metric_value, parse_spec, trials_of
 from owned import alive, descendants, wait_for
+from probes.sweeps import sweep
 
 TINY = {"task.d": 3, "task.n_points": 6, "model.n_layers": 1, "model.d_model": 16, "train.batch_size": 16,
         "train.steps": 50, "train.checkpoint_every": 10, "train.log_every": 10}
@@ -97,6 +98,15 @@ def test_bad_specs_stop_with_one_line_naming_the_key(tmp_path, spec, args, match
         trials_of(parse_spec(spec, args), tmp_path / "s")
     assert "\n" not in str(e.value)
     assert not (tmp_path / "s").exists()
+
+
+def test_the_engine_alone_measures_the_loss_and_refuses_a_curve_metric_before_writing(tmp_path):
+    """lab.sweep without the science's measures: `loss` is its own; a metric of `lab eval` stops it in one line
+    naming the way to measure it, before any folder is made."""
+    args = [f"{k}={v}" for k, v in TINY.items()]
+    with pytest.raises(SpecError, match=r"curves.model.mean\[d\].*probes.sweeps.sweep") as e:
+        lab.sweep("tiny-linreg", [*args, "metrics=loss,curves.model.mean[d]"], out=tmp_path / "s", quiet=True)
+    assert "\n" not in str(e.value) and not (tmp_path / "s").exists()
 
 
 def test_metric_values_are_read_at_the_named_k():

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import lab
+import tasks
 from lab.config import ConfigError, TrainConfig
 from lab.runs import safe_torch_load
 from lab.trainer import data_seed, lr_at
-import tasks
 
 SMALL = {"task.d": 3, "task.n_points": 5, "model.n_layers": 1, "model.d_model": 16, "train.batch_size": 8,
          "train.steps": 30, "train.checkpoint_every": 10, "train.log_every": 5, "train.warmup_steps": 0}
@@ -77,7 +77,8 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, mon
         return p
 
     monkeypatch.setattr(tasks.LinearRegression, "sample", sample)
-    with pytest.raises(lab.TrainingDiverged, match="step 13: the loss became nan; the last good checkpoint \\(step 10\\)"):
+    diverged = "step 13: the loss became nan; the last good checkpoint \\(step 10\\)"
+    with pytest.raises(lab.TrainingDiverged, match=diverged):
         lab.train("tiny-linreg", SMALL, out=tmp_path / "r", quiet=True)
     ckpt = safe_torch_load(tmp_path / "r" / "checkpoint.pt")
     assert ckpt["step"] == 10 and all(torch.isfinite(v).all() for v in ckpt["model"].values())

@@ -21,7 +21,8 @@ def _float64(run, jitter: float = 0.0, seed: int = 0):
     model = run.model.double()
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(jitter * torch.randn(p.shape, dtype=p.dtype, generator=torch.Generator().manual_seed(seed + p.numel())))
+            g = torch.Generator().manual_seed(seed + p.numel())
+            p.add_(jitter * torch.randn(p.shape, dtype=p.dtype, generator=g))
     run._model = model
     return run
 

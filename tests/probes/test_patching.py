@@ -55,8 +55,8 @@ def test_patching_restores_exactly_where_the_prompts_differ(run):
 
 def test_construction_probe_recognises_the_gd_construction(tmp_path):
     """A vo-lsa-1layer run whose weights ARE the one-GD-step construction (lr 1): cosines 1."""
-    from probes.constructions import gd_layer_weights
     from lab.runs import atomic_torch_save
+    from probes.constructions import gd_layer_weights
 
     run = lab.train("vo-lsa-1layer", {"train.steps": 1, "train.batch_size": 8}, out=tmp_path / "lsa", quiet=True)
     state = run.model.state_dict()

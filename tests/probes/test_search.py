@@ -6,9 +6,21 @@ import torch
 import tasks
 from lab.config import make_config
 from lab.model import build_model
-from probes.search import (TEST_SEED, _random_keys, _reach_labels, _vertex_tokens, accuracy_by_lookahead, circuit_reach,
-                           decode_reach, f1_score, format_search, merge_path_lengths, search_probe, token_role,
-                           trace_attention)
+from probes.search import (
+    TEST_SEED,
+    _random_keys,
+    _reach_labels,
+    _vertex_tokens,
+    accuracy_by_lookahead,
+    circuit_reach,
+    decode_reach,
+    f1_score,
+    format_search,
+    merge_path_lengths,
+    search_probe,
+    token_role,
+    trace_attention,
+)
 from tasks.graph_search import EDGE, FIRST_VERTEX, PAD, PATH, QUERY, encode_tokens, lengths, to_networkx
 
 

@@ -49,9 +49,8 @@ def test_stopping_lab_dashboard_leaves_no_process(tmp_path, stop, tally):
 
 
 def test_kill_9_of_lab_dashboard_takes_its_server_with_it(tmp_path, tally):
-    from owned import descendants, wait_gone
-
     from dashboard_server import dashboard
+    from owned import descendants, wait_gone
 
     tally["faults injected"] += 1
     with pytest.raises(AssertionError, match="exited -9"):  # the helper's own check: it did not exit 0
@@ -192,10 +191,9 @@ def _help(command: str) -> str:
 
 
 def test_every_sub_command_s_help_lists_its_real_choices():
+    from lab import preset_names
     from probes.experiments import names
     from probes.inspect import PROBES
-
-    from lab import preset_names
 
     assert all(name in _help("reproduce").replace("- ", "-") for name in names())
     assert all(kind in _help("probe") for kind in PROBES) and all(p in _help("train") for p in preset_names())
@@ -240,8 +238,11 @@ def test_auto_takes_sdpa_for_softmax_unless_triton_measured_faster(tmp_path, mon
 
     rows = [{"T": 41, "dh": 32, "dtype": "bfloat16", "triton_s": 2.0, "sdpa_s": 1.0},
             {"T": 201, "dh": 64, "dtype": "float32", "triton_s": 1.0, "sdpa_s": 1.4}]
-    pick = lambda **kw: choice.choose(**{"kind": "softmax", "mask": "causal", "padded": False, "T": 41, "dh": 32,
-                                         "dtype": "bfloat16", "cuda": True, "triton": True, "rows": rows, **kw})
+
+    def pick(**kw):
+        return choice.choose(**{"kind": "softmax", "mask": "causal", "padded": False, "T": 41, "dh": 32,
+                                "dtype": "bfloat16", "cuda": True, "triton": True, "rows": rows, **kw})
+
     assert pick() == "sdpa" and pick(rows=()) == "sdpa"  # measured slower / never measured: SDPA
     assert pick(T=180, dh=64, dtype="float32") == "triton"  # nearest measured shape: Triton 1.4x faster
     assert pick(T=180, dh=64, dtype="bfloat16") == "sdpa"  # that dtype was not measured

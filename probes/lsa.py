@@ -1,14 +1,15 @@
-"""Shared measurements for von Oswald et al.'s linear self-attention experiments (d = N = 10, U(-0.5, 0.5))."""
+"""Shared measurements for von Oswald et al.'s linear self-attention (d = N = 10, U(-0.5, 0.5)):
+the experiments vo-1layer and vo-gdpp, and `lab probe RUN construction`."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .. import metrics
-from ..match import line_search_lr
-from ..predictors import from_run, from_solver
-from ..solvers import solve
-from .common import pyplot, save_figure
+from . import metrics
+from .figures import pyplot, save_figure
+from .match import line_search_lr
+from .predictors import from_run, from_solver
+from .solvers import solve
 
 EVAL_SEED = 20_231_001
 
