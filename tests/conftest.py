@@ -6,11 +6,13 @@ from collections import Counter
 import pytest
 import torch
 
+from fresh import ENTROPY_VAR
 from owned import SESSION_VAR, cmdline, started_by_session, wait_gone
 
 os.environ.setdefault("LAB_RUNS", "/nonexistent-lab-runs-set-per-test")
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton kernels run on CPU tensors (before triton is imported)
+os.environ.setdefault(ENTROPY_VAR, str(uuid.uuid4().int >> 64))  # fresh seeds, one draw per run (tests/fresh.py)
 SESSION_TOKEN = uuid.uuid4().hex
 os.environ[SESSION_VAR] = SESSION_TOKEN  # inherited by every process a test starts: found again at the end
 # `make test` runs the suite on every core (pytest-xdist): each worker's tests get the cores shared out, and so do the
@@ -21,12 +23,18 @@ os.environ["LAB_TEST_THREADS"] = str(THREADS)
 if WORKERS > 1:
     os.environ["OMP_NUM_THREADS"] = str(THREADS)
 
-# The slow groups, slowest first (measured with --durations): each runs on one worker, in this order, before the
-# single tests fill the gaps. A group shares what is expensive to start: one embedded Ray cluster ("ray": sweeps,
-# experiments and the dashboard's sweep page), one browser, or a module's trained fixture.
-GROUPS = {
-    "ray": ["tests/lab/test_sweep.py", "tests/probes/test_experiments.py", "tests/app/test_dashboard.py"],
-}
+# The order of work for `make test` (xdist's loadgroup), longest first so the cores stay busy to the end (measured with
+# --durations): each file of GROUPS runs on one worker, sharing its module's fixture (the dashboard's trained runs and
+# sweep, a browser, a trained template); FIRST files go out before the rest, one test at a time.
+GROUPS = ["tests/app/test_dashboard.py", "tests/reliability/test_corrupt_files.py", "tests/app/test_browser.py",
+          "tests/reliability/test_kill_and_resume.py", "tests/probes/test_interpretability.py",
+          "tests/probes/test_search.py", "tests/probes/test_patching.py"]
+FIRST = ["tests/app/test_dashboard.py", "tests/lab/test_sweep.py", "tests/test_notebooks.py", "tests/test_docs.py",
+         "tests/probes/test_experiments.py", "tests/reliability/test_corrupt_files.py", "tests/app/test_browser.py",
+         "tests/reliability/test_kill_and_resume.py"]
+# What `make check` leaves out (-m "not slow"): trainings through Ray, browsers, notebooks, subprocesses of `lab`
+SLOW = ["tests/app/", "tests/reliability/", "tests/lab/test_sweep.py", "tests/probes/test_experiments.py",
+        "tests/test_notebooks.py", "tests/test_docs.py", "tests/test_docs_site.py"]
 
 
 @pytest.fixture(autouse=True)
@@ -96,21 +104,25 @@ def pytest_testnodedown(node, error):
     TALLY.update(output.get("tally", {}))
 
 
+def _file(item) -> str:
+    return item.nodeid.split("::")[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    """Mark each slow group for xdist (one worker runs a group, `--dist loadgroup`) and put the groups first, slowest
-    first, so the longest work starts at once and the short single tests even out the end."""
-    order = {path: rank for rank, paths in enumerate(GROUPS.values()) for path in paths}
-    group_of = {path: name for name, paths in GROUPS.items() for path in paths}
+    """Mark the slow tests and the groups, and put the FIRST files first, in that order (the rest keep theirs)."""
     for item in items:
-        path = item.nodeid.split("::")[0]
-        if path in group_of:
-            item.add_marker(pytest.mark.xdist_group(group_of[path]))
-    items.sort(key=lambda item: order.get(item.nodeid.split("::")[0], len(order)))  # stable: file order kept within
+        if _file(item) in GROUPS:
+            item.add_marker(pytest.mark.xdist_group(_file(item)))
+        if any(_file(item).startswith(prefix) for prefix in SLOW):
+            item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: FIRST.index(_file(item)) if _file(item) in FIRST else len(FIRST))
 
 
 def pytest_terminal_summary(terminalreporter):
     if _is_worker(terminalreporter.config):
         return
+    terminalreporter.write_line(f"fresh random inputs: {ENTROPY_VAR}={os.environ[ENTROPY_VAR]} replays this run's")
     if TALLY:
         terminalreporter.write_line(f"reliability suite: {TALLY['faults injected']} faults injected, "
                                     f"{TALLY['bad inputs tried']} bad inputs tried, runs lost = {TALLY['runs lost']}")

@@ -12,7 +12,8 @@ from lab.model import build_model
 
 pytestmark = pytest.mark.skipif(not kernels.triton_available(), reason="triton is not installed")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-LENGTHS, HEAD_DIMS = (1, 7, 41, 130), (8, 16, 32)
+# 130 tokens: three 64-token tiles with a ragged last one (3 s a case in the interpreter; `make check` leaves it out)
+LENGTHS, HEAD_DIMS = (1, 7, 41, pytest.param(130, marks=pytest.mark.slow)), (8, 16, 32)
 
 
 def _qkv(Z, T, H, dh, seed, dtype=torch.float32):

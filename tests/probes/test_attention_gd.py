@@ -1,12 +1,12 @@
-import numpy as np
 import pytest
 import torch
 
+from fresh import fresh_seeds
 from probes import attention_gd as ag
 from probes.svm import att_svm
 from tasks.token_selection import TokenSelection
 
-SEED = int(np.random.SeedSequence().generate_state(1)[0])  # fresh problems on every run
+SEED = fresh_seeds(1, __name__)[0]  # fresh problems on every run
 
 
 @pytest.fixture

@@ -3,10 +3,11 @@ import math
 import numpy as np
 import torch
 
+from fresh import fresh_seeds
 from probes.dynamics import OneLayerAttention, train_dynamics
 from tasks.scan_snap import ScanSnap
 
-SEED = int(np.random.SeedSequence().generate_state(1)[0])
+SEED = fresh_seeds(1, __name__)[0]
 
 
 def _random_model(task, normalize=True):

@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
+from fresh import fresh_seeds
 from probes.svm import InfeasibleSelection, att_svm, constraint_matrices, dual_value
 from tasks.token_selection import TokenSelection
 
-SEEDS = np.random.SeedSequence().generate_state(3).tolist()  # fresh problems on every run
+SEEDS = fresh_seeds(3, __name__)  # fresh problems on every run
 
 
 def _problem(seed, **kw):
