@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 test: lint
-	$(PY) -m pytest $(XDIST)
+	$(PY) -m pytest $(XDIST) --durations=20
 
 check: lint
 	$(PY) -m pytest $(XDIST) -m "not slow"
