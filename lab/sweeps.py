@@ -19,7 +19,8 @@ A spec (a TOML file, or a preset name with inline `key=v1,v2` and `seeds=0..4` a
 
 A metric is `loss` (the last logged training loss) or a field of `lab eval --json`, as a dotted path with the k of
 the curve in brackets: `curves.model.mean[d]` (k = d), `curves.ols.mean[2d]`, `curves.model.hi[5]`,
-`curves.model.mean[last]`.
+`curves.model.mean[last]`. The engine measures the loss; a curve metric, and the figures, need the science's
+`Measures` (probes/sweeps.py hands them down: `probes.sweeps.sweep`, which `lab sweep` runs).
 """
 from __future__ import annotations
 

@@ -13,6 +13,10 @@ os.environ.setdefault("LAB_RUNS", "/nonexistent-lab-runs-set-per-test")
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton kernels run on CPU tensors (before triton is imported)
 os.environ.setdefault(ENTROPY_VAR, str(uuid.uuid4().int >> 64))  # fresh seeds, one draw per run (tests/fresh.py)
+# One Ray auth token for every cluster of the run: clusters starting at once (a worker's ray_session, a test's `ray
+# start --head`, a `lab sweep` child) otherwise share Ray's default token file (seen: `lab sweep --address` refused by
+# its head, InvalidAuthToken, while other workers' clusters started)
+os.environ.setdefault("RAY_AUTH_TOKEN", uuid.uuid4().hex)
 SESSION_TOKEN = uuid.uuid4().hex
 os.environ[SESSION_VAR] = SESSION_TOKEN  # inherited by every process a test starts: found again at the end
 # `make test` runs the suite on every core (pytest-xdist): each worker's tests get the cores shared out, and so do the
@@ -24,14 +28,15 @@ if WORKERS > 1:
     os.environ["OMP_NUM_THREADS"] = str(THREADS)
 
 # The order of work for `make test` (xdist's loadgroup), longest first so the cores stay busy to the end (measured with
-# --durations): each file of GROUPS runs on one worker, sharing its module's fixture (the dashboard's trained runs and
-# sweep, a browser, a trained template); FIRST files go out before the rest, one test at a time.
+# --durations). A group runs on one worker: each file of GROUPS shares its module's fixture there (the dashboard's
+# trained runs and sweep, a browser, a trained template), and the other tests on the embedded Ray cluster of
+# `ray_session` share one cluster ("ray"). FIRST files go out before the rest.
 GROUPS = ["tests/app/test_dashboard.py", "tests/reliability/test_corrupt_files.py", "tests/app/test_browser.py",
           "tests/reliability/test_kill_and_resume.py", "tests/probes/test_interpretability.py",
           "tests/probes/test_search.py", "tests/probes/test_patching.py"]
-FIRST = ["tests/app/test_dashboard.py", "tests/lab/test_sweep.py", "tests/test_notebooks.py", "tests/test_docs.py",
-         "tests/probes/test_experiments.py", "tests/reliability/test_corrupt_files.py", "tests/app/test_browser.py",
-         "tests/reliability/test_kill_and_resume.py"]
+FIRST = ["tests/app/test_dashboard.py", "tests/probes/test_experiments.py", "tests/lab/test_sweep.py",
+         "tests/test_notebooks.py", "tests/test_docs.py", "tests/app/test_browser.py",
+         "tests/reliability/test_corrupt_files.py", "tests/reliability/test_kill_and_resume.py"]
 # What `make check` leaves out (-m "not slow"): trainings through Ray, browsers, notebooks, subprocesses of `lab`
 SLOW = ["tests/app/", "tests/reliability/", "tests/lab/test_sweep.py", "tests/probes/test_experiments.py",
         "tests/test_notebooks.py", "tests/test_docs.py", "tests/test_docs_site.py"]
@@ -112,8 +117,9 @@ def _file(item) -> str:
 def pytest_collection_modifyitems(config, items):
     """Mark the slow tests and the groups, and put the FIRST files first, in that order (the rest keep theirs)."""
     for item in items:
-        if _file(item) in GROUPS:
-            item.add_marker(pytest.mark.xdist_group(_file(item)))
+        group = _file(item) if _file(item) in GROUPS else "ray" if "ray_session" in item.fixturenames else None
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
         if any(_file(item).startswith(prefix) for prefix in SLOW):
             item.add_marker(pytest.mark.slow)
     items.sort(key=lambda item: FIRST.index(_file(item)) if _file(item) in FIRST else len(FIRST))
