@@ -67,7 +67,7 @@ def thread_count(cfg: TrainConfig) -> int:
 
 def idle_cores() -> int:
     """The cores nothing else is using now: the machine's cores less its 1-minute load average, at least 1. What a
-    single interactive training takes (`lab demo`: on 2 idle cores 65 steps/s against 47 on one thread); beside
+    single interactive training takes (`lab demo`: tiny-linreg on 2 idle cores 18.2 steps/s, one thread 11.9); beside
     other work one thread each stays the default (thread_count)."""
     cores = os.cpu_count() or 1
     return max(1, min(cores, round(cores - os.getloadavg()[0])))
