@@ -10,8 +10,8 @@ STAMP := $(VENV)/.setup-done
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 # pytest-xdist workers: one per core (at least 2, so the grouping of tests is always exercised). Measured on 2 cores:
-# 3 workers finished 18% sooner, but under that load a kill -9 of `lab sweep` left a Ray worker holding its trial's
-# lock past the test's 30 s (tests/lab/test_sweep.py), so the default stays at the cores
+# 3 workers finished in 706 s against 751 s, but under that load a kill -9 of `lab sweep` left a Ray worker holding
+# its trial's lock past the test's 30 s (tests/lab/test_sweep.py), so the default stays at the cores
 WORKERS ?= $(shell $(PYTHON) -c "import os; print(max(2, os.cpu_count() or 1))")
 XDIST := -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
 export NO_MKDOCS_2_WARNING := 1
