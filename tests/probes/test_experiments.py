@@ -52,6 +52,12 @@ def test_seeds_replicate_the_experiment_and_report_each_claim_in_m_of_n(tmp_path
     assert "seeds" in experiments.common.format_claims(three) and "/3]" in experiments.common.format_claims(three)
 
 
+def test_experiments_are_listed_in_the_papers_order():
+    """The registry keeps probes/experiments/__init__.py's import order (kept out of the import sorting)."""
+    assert experiments.names()[:4] == ["vo-1layer", "vo-gdpp", "akyurek-depth", "fu-newton"]
+    assert experiments.names()[-3:] == ["garg-curve", "garg-classes", "guo-representation"]
+
+
 def test_claims_over_seeds_count_a_failed_seed_as_a_miss_and_join_texts():
     from probes.experiments.common import claim, claims_over_seeds
 
