@@ -32,6 +32,11 @@ def machine_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def _longest(task, fmt, n_points: int) -> int:
+    """The longest sequence a task's prompts make in its format (graph prompts know their own)."""
+    return task.seq_len() if hasattr(task, "seq_len") else fmt.seq_len(n_points)
+
+
 def _gib(n_bytes: float) -> str:
     return f"{n_bytes / 2**30:.3g} GiB"
 
@@ -281,7 +286,7 @@ class RunConfig:
               self.model.output)
         _need(self.ensemble.size == 1 or self.train.optimizer != "signum", "ensemble.size",
               "1 with train.optimizer = signum (ensembles use Adam/AdamW)", self.ensemble.size)
-        longest = task.seq_len() if hasattr(task, "seq_len") else fmt.seq_len(self.task.n_points)
+        longest = _longest(task, fmt, self.task.n_points)
         _need(self.model.pos == "none" or longest <= self.model.max_len, "model.max_len",
               f">= the longest sequence ({longest} tokens)", self.model.max_len)
         self._check_size(task, fmt.input_dim(d), longest)
@@ -301,19 +306,31 @@ class RunConfig:
         blocks = (1 if m.tied else m.n_layers) * (4 * D * D + 2 * D * m.mlp_width)
         return self.ensemble.size * (blocks + (read_in + positions + read_out) * D)
 
+    def _counts(self, task, d_in: int, seq_len: int) -> tuple[int, int]:
+        """(weights, activations): lower bounds on the weights (all members) and on one batch's activations kept
+        for the backward pass (every layer's largest)."""
+        m = self.model
+        activations = m.n_layers * self.ensemble.size * self.train.batch_size * seq_len * max(
+            m.d_model, m.mlp_width, d_in, m.n_heads * seq_len)
+        return self.weight_count(task, d_in), activations
+
+    def memory_bytes(self) -> int:
+        """The config check's lower bound on the memory one training of this config keeps (weights with their
+        gradients and Adam's moments, and one batch's activations): what packing ensembles is bounded by."""
+        task, fmt = self.task.build(), tasks.formats.get(self.task.format)
+        weights, activations = self._counts(task, fmt.input_dim(task.d), _longest(task, fmt, self.task.n_points))
+        return weights * BYTES_PER_WEIGHT + activations * BYTES_PER_ACTIVATION
+
     def _check_size(self, task, d_in: int, seq_len: int) -> None:
         """A config too large for this machine stops here, not killed for memory once training starts. The counts
         are lower bounds (weights with their gradients and Adam's moments; every layer's largest activation)."""
-        m, E = self.model, self.ensemble.size
-        D, width = m.d_model, m.mlp_width
-        weights = self.weight_count(task, d_in)
+        weights, activations = self._counts(task, d_in, seq_len)
         memory = machine_memory()
         if weights * BYTES_PER_WEIGHT > memory:
             raise ConfigError(f"this model has {weights:.3g} weights, {_gib(weights * BYTES_PER_WEIGHT)} with their "
                               f"gradients and Adam's state, more than this machine's {_gib(memory)} of memory; lower "
                               "model.d_model, model.d_mlp, model.n_layers, model.max_len, model.n_classes or "
                               "ensemble.size")
-        activations = m.n_layers * E * self.train.batch_size * seq_len * max(D, width, d_in, m.n_heads * seq_len)
         if activations * BYTES_PER_ACTIVATION > memory:
             raise ConfigError(f"one batch of this config keeps {activations:.3g} activations "
                               f"({_gib(activations * BYTES_PER_ACTIVATION)}), more than this machine's "

@@ -30,10 +30,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .config import ConfigError, make_config
+from .config import ConfigError, machine_memory, make_config
 from .processes import Reaper, descendants
 from .runs import CONFIG, Run, RunFileError
 
+MAX_PACK = 256  # the most trials one ensemble packs (and fewer where memory is short: pack_limit)
 MAX_RETRIES = 3  # a trial whose worker process dies (killed, out of memory) is run again this many times
 
 
@@ -99,6 +100,13 @@ def pack_trials(trials: list[Trial]) -> Job:
     return Job(first.out.parent / name, cfg, list(trials))
 
 
+def pack_limit(member: Trial, slots: int) -> int:
+    """The most trials one ensemble may pack: at most MAX_PACK, and few enough that `slots` packs training at once
+    keep (by the config check's lower bound, lab/config.py) at most half of this machine's memory."""
+    member_bytes = make_config(member.config).memory_bytes()
+    return max(1, min(MAX_PACK, machine_memory() // 2 // max(1, slots) // max(1, member_bytes)))
+
+
 def plan_jobs(trials: list[Trial], pack: bool = True, pack_lr: bool = False, slots: int = 1,
               gpu: bool = False) -> list[Job]:
     """Jobs for `trials`: with `pack`, trials differing only in seed (and lr, with `pack_lr`) become ensembles. On a
@@ -116,7 +124,7 @@ def plan_jobs(trials: list[Trial], pack: bool = True, pack_lr: bool = False, slo
         if len(members) == 1:
             jobs.append(Job(members[0].out, members[0].config, members))
             continue
-        n_packs = min(len(members), per_group)
+        n_packs = max(min(len(members), per_group), math.ceil(len(members) / pack_limit(members[0], slots)))
         size = math.ceil(len(members) / n_packs)
         for i in range(0, len(members), size):
             chunk = members[i:i + size]
@@ -203,8 +211,9 @@ def ray_cluster(address: str | None = None, cpus: int | None = None, gpus: int |
         _check_reachable(address)
         ray.init(address=address, **({} if address.startswith("ray://") else quiet))
     else:
-        ray.init(address="local", num_cpus=cpus or os.cpu_count() or 1,  # "local": always a new cluster
-                 num_gpus=_local_gpus() if gpus is None else gpus, **quiet)
+        with _loopback_only():
+            ray.init(address="local", num_cpus=cpus or os.cpu_count() or 1,  # "local": always a new cluster
+                     num_gpus=_local_gpus() if gpus is None else gpus, **quiet)
         reaper = Reaper(descendants(os.getpid()))  # the cluster's processes die with us, even by kill -9
     _restore_signal_handlers(handlers)
     try:
@@ -213,6 +222,21 @@ def ray_cluster(address: str | None = None, cpus: int | None = None, gpus: int |
         ray.shutdown()
         if reaper is not None:
             reaper.close()
+
+
+@contextmanager
+def _loopback_only():
+    """An embedded cluster listens on 127.0.0.1 only. Ray resolves a node address of 127.0.0.1 to the machine's
+    network address (to be reachable by other nodes) except where clusters are off (its macOS/Windows default);
+    with them off for the start, GCS, raylet, object manager, runtime-env agent and every worker bind to loopback."""
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
 
 
 def _python_signal_handlers() -> dict:

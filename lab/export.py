@@ -29,15 +29,13 @@ from pathlib import Path
 import torch
 
 from .config import ModelConfig
+from .folders import claim_out_folder
 from .runs import (
-    CHECKPOINT,
     CONFIG,
-    METRICS,
     WEIGHTS,
     Run,
     RunFileError,
     atomic_write_json,
-    make_out_folder,
     read_safetensors,
     write_safetensors,
 )
@@ -204,14 +202,12 @@ def _embedding_hook(embedded: torch.Tensor):
     return tokens, [("hook_embed", lambda x, hook: embedded.to(x.dtype))]
 
 
-def export_folder(folder, run) -> Path:
-    """The folder an export goes to, created; refused in one line (before anything is written) when it is the run
-    itself or any training run's folder, whose files an export would overwrite."""
-    folder = Path(folder)
-    if folder.resolve() == Path(run.path).resolve() or (folder / CHECKPOINT).exists() or (folder / METRICS).exists():
-        raise RunFileError(f"--out {folder} holds a training run; an export there would overwrite its files: choose "
-                           "a new folder")
-    return make_out_folder(folder)
+def export_folder(folder, run, kind: str) -> Path:
+    """The folder an export (`kind`: tl-export or run-export) goes to, created; refused in one line (before anything
+    is written) when it holds anything else (a training run, another kind of export, an export of another run)."""
+    source = str(Path(run.path).resolve())
+    return claim_out_folder(folder, kind, same=lambda f: read_safetensors(f / WEIGHTS)[1].get("from") == source,
+                            differs=f" of another run (this one is {run.path})")
 
 
 def write_transformer_lens(run, folder: Path, member: int | None = None) -> Path:
@@ -220,8 +216,9 @@ def write_transformer_lens(run, folder: Path, member: int | None = None) -> Path
     `load_transformer_lens(FOLDER)` and `read_in_from_export(FOLDER, inputs)` read them back."""
     model = _plain_model(run, member)
     cfg = tl_config_dict(model.cfg, next(model.parameters()).dtype)
-    folder = export_folder(folder, run)
-    write_safetensors(folder / WEIGHTS, tl_state_dict(model), {"format": "transformer_lens"})
+    folder = export_folder(folder, run, "tl-export")
+    write_safetensors(folder / WEIGHTS, tl_state_dict(model), {"format": "transformer_lens",
+                                                             "from": Path(run.path).resolve()})
     if model.cfg.input == "vector":  # TransformerLens has no place for it: kept beside (read_in_from_export)
         embed = model.embed
         bias = embed.bias if embed.bias is not None else embed.weight.new_zeros(embed.weight.shape[0])
@@ -233,8 +230,8 @@ def write_transformer_lens(run, folder: Path, member: int | None = None) -> Path
 def write_run_safetensors(run, folder: Path) -> Path:
     """A copy of a run that holds no pickle: its config.json and its weights as FOLDER/model.safetensors (with the
     step), which lab.load_run reads; for sharing a trained model."""
-    folder = export_folder(folder, run)
-    write_safetensors(folder / WEIGHTS, run.model.state_dict(), {"step": run.step, "from": str(run.path)})
+    folder = export_folder(folder, run, "run-export")
+    write_safetensors(folder / WEIGHTS, run.model.state_dict(), {"step": run.step, "from": Path(run.path).resolve()})
     atomic_write_json(folder / CONFIG, run.config.to_dict())
     return folder
 

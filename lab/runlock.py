@@ -31,9 +31,10 @@ def _record(fd: int) -> dict:
 
 
 @contextmanager
-def hold(folder: Path):
-    """Hold `folder`'s run lock for the body; yields the previous holder's record when it was a process that died
-    without letting go (a stale lock, taken over), else None. Raises RunLocked if a live process holds it."""
+def hold(folder: Path, doing: str = "trained", advice: str = "or train into another --out"):
+    """Hold `folder`'s lock for the body (a run's while it is `doing` "trained", a sweep's while "swept"); yields
+    the previous holder's record when it was a process that died without letting go (a stale lock, taken over),
+    else None. Raises RunLocked if a live process holds it."""
     path = Path(folder) / LOCK
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
@@ -42,9 +43,9 @@ def hold(folder: Path):
         except BlockingIOError:
             who = _record(fd)
             since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(who["started"])) if "started" in who else "?"
-            raise RunLocked(f"{folder} is being trained by process {who.get('pid', '?')} on {who.get('host', '?')} "
-                            f"(since {since}); wait for it, stop it (kill -INT {who.get('pid', 'PID')}), or train "
-                            "into another --out") from None
+            raise RunLocked(f"{folder} is being {doing} by process {who.get('pid', '?')} on {who.get('host', '?')} "
+                            f"(since {since}); wait for it, stop it (kill -INT {who.get('pid', 'PID')}), {advice}"
+                            ) from None
         previous = _record(fd)  # a holder that let go cleared its record: one left behind is a dead process's
         me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}).encode()
         os.ftruncate(fd, 0)

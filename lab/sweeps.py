@@ -38,16 +38,19 @@ from pathlib import Path
 
 import numpy as np
 
+from . import runlock
 from .config import ConfigError, make_config
 from .executor import Trial, run_trials, trial
-from .runs import atomic_write_bytes, atomic_write_json, make_out_folder, read_json_file, read_jsonl, runs_root
+from .folders import claim_out_folder
+from .runs import RUN_NAME, atomic_write_bytes, atomic_write_json, read_json_file, read_jsonl, runs_root
 from .stats import mean_interval
 
 RESULTS, SUMMARY, SPEC = "results.jsonl", "summary.json", "sweep.json"
 DISTRIBUTIONS = ("uniform", "log_uniform", "int", "choice")
 SPEC_KEYS = {"name", "preset", "seeds", "metrics", "eval_prompts", "fixed", "grid", "random"}
 MAX_TRIALS = 10_000
-METRIC = re.compile(r"(loss)|([A-Za-z_][\w.+-]*?)(?:\[(d|\d+d|\d+|last)\])?")
+METRIC = re.compile(r"(loss)|(?!loss\b)([A-Za-z_]\w*(?:\.[A-Za-z0-9_+-]+)*)(?:\[(d|\d+d|\d+|last)\])?")
+STATS = ("mean", "lo", "hi")
 
 
 @dataclass
@@ -66,14 +69,20 @@ class SweepSpec:
     def swept_keys(self) -> list[str]:
         return list(self.grid) + [k for k in self.random if k not in self.grid]
 
+    def n_trials(self) -> int:
+        """How many (setting, seed) pairs the spec asks for, counted without building them (equal ones included)."""
+        return math.prod(len(v) for v in self.grid.values()) * (self.draws if self.random else 1) * len(self.seeds)
+
     def settings(self) -> list[dict]:
-        """Every setting (the swept overrides, without the seed): the grid's product, times the random draws."""
+        """Every distinct setting (the swept overrides, without the seed): the grid's product, times the random
+        draws; a setting equal to an earlier one (`train.lr=1e-3,0.001`) is the same trial, listed once."""
         grid = [dict(zip(self.grid, values)) for values in itertools.product(*self.grid.values())]
-        if not self.random:
-            return grid
-        rng = np.random.default_rng(self.draw_seed)
-        draws = [{k: _draw(rng, k, dist) for k, dist in self.random.items()} for _ in range(self.draws)]
-        return [{**g, **d} for g in grid for d in draws]
+        if self.random:
+            rng = np.random.default_rng(self.draw_seed)
+            draws = [{k: _draw(rng, k, dist) for k, dist in self.random.items()} for _ in range(self.draws)]
+            grid = [{**g, **d} for g in grid for d in draws]
+        distinct = {json.dumps(setting, sort_keys=True): setting for setting in reversed(grid)}
+        return list(reversed(distinct.values()))
 
 
 class SpecError(ConfigError):
@@ -88,19 +97,21 @@ def _need(ok: bool, what: str, allowed: str, got) -> None:
 def parse_seeds(value) -> list[int]:
     """`0..4` (inclusive), `0,2,5`, an int, or a list of ints."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return [value]
+        value = [value]
     if isinstance(value, str):
         m = re.fullmatch(r"\s*(\d+)\s*\.\.\s*(\d+)\s*", value)
         if m:
             lo, hi = int(m[1]), int(m[2])
             _need(lo <= hi, "seeds", "a range LO..HI with LO <= HI", value)
-            return list(range(lo, hi + 1))
-        value = [v for v in value.split(",") if v.strip()]
+            _need(hi - lo < MAX_TRIALS, "seeds", f"at most {MAX_TRIALS} of them", value)
+            value = list(range(lo, hi + 1))
+        else:
+            value = [v.strip() for v in value.split(",") if v.strip()]
     _need(isinstance(value, list) and value != [], "seeds", "a range like 0..4 or a list of integers", value)
-    try:
-        seeds = [int(v) for v in value]
-    except (TypeError, ValueError):
-        raise SpecError(f"sweep spec: seeds must be a range like 0..4 or a list of integers; got {value!r}") from None
+    whole = [int(v) if isinstance(v, str) and v.isdigit() else v for v in value]  # inline seeds=0,2,5 are text
+    _need(all(isinstance(v, int) and not isinstance(v, bool) for v in whole), "seeds",
+          "a range like 0..4 or a list of whole numbers (not 0.5, not true)", value)
+    seeds = whole
     _need(len(set(seeds)) == len(seeds) and all(0 <= s < 2**32 for s in seeds), "seeds",
           "distinct integers in 0..2^32 - 1", value)
     return seeds
@@ -160,25 +171,39 @@ def spec_from_dict(data: dict, name: str = "") -> SweepSpec:
     for k, v in random.items():
         _check_distribution(k, v)
     _need(not random or (isinstance(draws, int) and draws >= 1), "random.draws", "an integer >= 1", draws)
+    fixed = _flatten(data.get("fixed", {}))
+    both = sorted((set(fixed) & (set(grid) | set(random))) | (set(grid) & set(random)))
+    _need(not both, f"key {both[0] if both else ''!r}", "in one of [fixed], [grid] and [random], not two of them",
+          both)
     metrics = data.get("metrics", ["loss"])
     metrics = [m for m in metrics.split(",") if m.strip()] if isinstance(metrics, str) else metrics
     _need(isinstance(metrics, list) and metrics != [], "metrics", "a non-empty list", metrics)
     for m in metrics:
         _need(isinstance(m, str) and METRIC.fullmatch(m.strip()) is not None, "each metric",
-              "loss or a field of `lab eval --json` like curves.model.mean[d]", m)
+              "loss or a field of `lab eval --json` like curves.model.mean[d] (a curve with its k in brackets)", m)
     eval_prompts = data.get("eval_prompts", 1280)
     _need(isinstance(eval_prompts, int) and eval_prompts >= 1, "eval_prompts", "an integer >= 1", eval_prompts)
-    fixed = _flatten(data.get("fixed", {}))
     for k in set(fixed) | set(grid) | set(random):
         _need(k not in ("train.seed", "ensemble", "ensemble.size", "ensemble.seeds"), k,
               "left to the sweep (use seeds = ...; trials are packed into ensembles by the sweep)", k)
+    _need(isinstance(draw_seed, int) and not isinstance(draw_seed, bool) and draw_seed >= 0, "random.seed",
+          "an integer >= 0", draw_seed)
+    given = data.get("name")
+    _need(given is None or (isinstance(given, str) and RUN_NAME.fullmatch(given) is not None and len(given) <= 200),
+          "name", "one folder name (letters, digits, '.', '_', '+', '-'; starting with a letter or digit): no '/', "
+          "no '..'", given)
     spec = SweepSpec(preset=data["preset"], fixed=fixed, grid=grid, random=random, draws=draws or 0,
                      draw_seed=draw_seed, seeds=parse_seeds(data.get("seeds", [0])),
                      metrics=[m.strip() for m in metrics], eval_prompts=eval_prompts,
-                     name=str(data.get("name") or name))
-    n = len(spec.settings()) * len(spec.seeds)
+                     name=given or _folder_name(name) or "sweep")
+    n = spec.n_trials()  # counted before any setting is built
     _need(n <= MAX_TRIALS, "the number of trials", f"at most {MAX_TRIALS}", n)
     return spec
+
+
+def _folder_name(text: str) -> str:
+    """A default name (a spec file's stem) as one folder name of the run store."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", text).lstrip("._+-")[:200]
 
 
 def parse_spec(spec: str | Path | dict | SweepSpec, args: list[str] | tuple = ()) -> SweepSpec:
@@ -239,14 +264,22 @@ def _slug(setting: dict, short: dict) -> str:
 def trials_of(spec: SweepSpec, folder: Path) -> list[Trial]:
     """Every (setting, seed) as a Trial in folder/trials/SETTING_seedS; each config is checked here."""
     short = _short_keys(spec.swept_keys())
-    out = []
+    out: dict[str, Trial] = {}  # by resolved config: settings that resolve alike (1 and 1.0) are one trial
+    folders: set[Path] = set()
     for setting in spec.settings():
         group = _slug(setting, short)
         for seed in spec.seeds:
-            out.append(trial(folder / "trials" / f"{group}_seed{seed}", spec.preset,
-                             {**spec.fixed, **setting, "train.seed": seed}, group=group,
-                             label={"overrides": setting, "seed": seed}))
-    return out
+            t = trial(folder / "trials" / f"{group}_seed{seed}", spec.preset,
+                      {**spec.fixed, **setting, "train.seed": seed}, group=group, label={"overrides": setting,
+                                                                                          "seed": seed})
+            key = json.dumps(t.config, sort_keys=True)
+            if key in out:
+                continue
+            _need(t.out not in folders, "the swept values", "distinct once written as a folder name",
+                  t.out.name)
+            folders.add(t.out)
+            out[key] = t
+    return list(out.values())
 
 
 # ---- metrics ----------------------------------------------------------------------------------------------------
@@ -266,8 +299,8 @@ def metric_value(name: str, curve: dict | None, run) -> float:
         if isinstance(obj, list):
             raise ValueError(f"metric {name!r} is a curve; pick its k with [d], [2d], [last] or [5]")
         return float(obj)
-    ks, d = curve["k"], curve.get("d", 0)
-    k = ks[-1] if m[3] == "last" else int(m[3][:-1] or 1) * d if m[3].endswith("d") else int(m[3])
+    ks = curve["k"]
+    k = _k_value(m[3], ks, curve.get("d", 0))
     if k not in ks:
         raise ValueError(f"metric {name!r}: k = {k} is not on the curve (k runs {ks[0]}..{ks[-1]})")
     return float(obj[ks.index(k)])
@@ -278,26 +311,54 @@ class Measures:
     """What a sweep measures beyond the training loss, handed down by the science (probes/sweeps.py): the engine
     trains the trials and reads `loss` itself; a metric of `lab eval --json` needs the run's ICL curve."""
     curve: Callable  # (run, n_prompts) -> the `lab eval --json` object of a finished run
-    curve_names: Callable  # (task) -> the names of the curves its `lab eval` draws, or None (checked when read)
+    shape: Callable  # (task, n_points) -> {"curves": names, "k": [k], "d": d, "scalars": other numbers' paths}
     plot: Callable  # (settings, metric, swept keys, title, path) -> None: a figure of one metric over the settings
 
 
-def check_metrics(metrics: list[str], first: Trial, measures: Measures | None) -> None:
-    """Before anything trains: a metric the sweep cannot compute stops it with one line."""
+def check_metrics(metrics: list[str], trials: list[Trial], measures: Measures | None) -> None:
+    """Before anything trains: a metric the sweep cannot compute, for any trial's task, stops it with one line."""
     if not needs_eval(metrics):
         return
     if measures is None:
         m = next(m for m in metrics if not METRIC.fullmatch(m)[1])
         raise SpecError(f"sweep spec: metric {m!r} is read from `lab eval`, which lab.sweep cannot compute alone; "
                         "run the sweep with probes.sweeps.sweep (as `lab sweep` does) or use metrics = loss")
-    curves = measures.curve_names(make_config(first.config).task.build())
-    if curves is None:
-        return
-    for m in metrics:
-        parts = (METRIC.fullmatch(m)[2] or "").split(".")
-        if parts[0] == "curves" and (len(parts) < 2 or parts[1] not in curves):
-            raise SpecError(f"sweep spec: metric {m!r} names no curve of this task's `lab eval`; curves: "
-                            f"{', '.join(curves)} (e.g. curves.model.mean[d])")
+    tasks_seen = {json.dumps(t.config["task"], sort_keys=True): t for t in trials}
+    for t in tasks_seen.values():
+        task = make_config(t.config).task
+        shape = measures.shape(task.build(), task.n_points)
+        for m in metrics:
+            problem = _metric_problem(m, shape)
+            if problem:
+                raise SpecError(f"sweep spec: metric {m!r} {problem}")
+
+
+def _metric_problem(metric: str, shape: dict) -> str:
+    """Why `metric` is not a number of this `lab eval --json` shape ({"curves", "k", "d", "scalars"}), "" if it is."""
+    m = METRIC.fullmatch(metric)
+    if m[1]:
+        return ""
+    parts, k = m[2].split("."), m[3]
+    if parts[0] != "curves":
+        if m[2] in shape["scalars"] and k is None:
+            return ""
+        fields = ", ".join(["curves.NAME.mean|lo|hi[k]", *shape["scalars"]])
+        return f"is no number of this task's `lab eval --json`; metrics: loss, {fields}"
+    if len(parts) != 3 or parts[1] not in shape["curves"] or parts[2] not in STATS:
+        return (f"must be curves.NAME.STAT[k] with NAME one of {', '.join(shape['curves'])} and STAT one of "
+                f"{', '.join(STATS)}")
+    ks = shape["k"]
+    if k is None:
+        return "is a curve; pick its k with [d], [2d], [last] or a number"
+    value = _k_value(k, ks, shape["d"])
+    if value not in ks:
+        return f"asks for k = {value}, which is not on this task's curve (k runs {ks[0]}..{ks[-1]})"
+    return ""
+
+
+def _k_value(k: str, ks: list[int], d: int) -> int:
+    """The k a bracket names: `last`, `d` or `2d` (multiples of the task's d), or a number."""
+    return ks[-1] if k == "last" else int(k[:-1] or 1) * d if k.endswith("d") else int(k)
 
 
 def needs_eval(metrics: list[str]) -> bool:
@@ -366,9 +427,32 @@ def sweep(spec, args=(), out=None, *, measures: Measures | None = None, address:
     spec = parse_spec(spec, args)
     folder = Path(out) if out else runs_root() / f"sweep-{spec.name}"
     trials = trials_of(spec, folder)  # every config checked before anything is written
-    check_metrics(spec.metrics, trials[0], measures)
-    make_out_folder(folder)
-    atomic_write_json(folder / SPEC, {**asdict(spec), "swept": spec.swept_keys(), "n_trials": len(trials)})
+    check_metrics(spec.metrics, trials, measures)
+    record = {**asdict(spec), "swept": spec.swept_keys(), "n_trials": len(trials)}
+    claim_sweep_folder(folder, record)
+    with runlock.hold(folder, doing="swept", advice="or sweep into another --out"):
+        claim_sweep_folder(folder, record)  # again with the lock held: another sweep may have just written it
+        atomic_write_json(folder / SPEC, record)
+        return _sweep_held(spec, folder, trials, measures, t0, address=address, cpus=cpus, threads=threads,
+                           gpus_per_trial=gpus_per_trial, pack=pack, pack_lr=pack_lr, quiet=quiet)
+
+
+def claim_sweep_folder(folder: Path, record: dict) -> None:
+    """A new or empty folder, or one holding this same sweep (resumed); anything else is refused in one line."""
+    def same(path: Path) -> bool:
+        try:
+            saved = read_json_file(path / SPEC)
+        except (OSError, ValueError):
+            return False
+        return {k: v for k, v in saved.items() if k != "name"} == \
+            json.loads(json.dumps({k: v for k, v in record.items() if k != "name"}))
+
+    claim_out_folder(folder, "sweep", same, differs=" with another spec (preset, overrides, seeds or metrics)")
+
+
+def _sweep_held(spec: SweepSpec, folder: Path, trials: list[Trial], measures, t0: float, *, quiet: bool,
+                **options) -> dict:
+    """The sweep proper, with its folder's lock held and its sweep.json written."""
     rows: dict[str, dict] = {}
 
     def write_rows() -> None:
@@ -379,9 +463,8 @@ def sweep(spec, args=(), out=None, *, measures: Measures | None = None, address:
         write_rows()
 
     evaluate = functools.partial(run_metrics, metrics=spec.metrics, eval_prompts=spec.eval_prompts, measures=measures)
-    records = run_trials(trials, address=address, cpus=cpus, threads=threads, gpus_per_trial=gpus_per_trial,
-                         pack=pack, pack_lr=pack_lr,
-                         evaluate=evaluate, quiet=quiet, desc=f"sweep {spec.name}", on_record=on_record)
+    records = run_trials(trials, evaluate=evaluate, quiet=quiet, desc=f"sweep {spec.name}", on_record=on_record,
+                         **options)
     rows = {r["trial"]: _row(r) for r in records}  # in the trials' order
     write_rows()
     settings = summarize(spec.metrics, list(rows.values()))

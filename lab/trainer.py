@@ -19,6 +19,7 @@ import tasks
 from . import runlock
 from .config import DEFAULT_THREADS, ConfigError, RunConfig, TrainConfig, make_config
 from .ensemble import EnsembleTrainer, is_ensemble
+from .folders import claim_out_folder
 from .losses import pointwise_loss, set_cross_entropy
 from .model import Transformer, build_model
 from .optimizers import make_optimizer
@@ -33,7 +34,6 @@ from .runs import (
     atomic_torch_save,
     atomic_write_bytes,
     atomic_write_json,
-    make_out_folder,
     new_run_dir,
     read_json_file,
     read_metrics,
@@ -236,10 +236,8 @@ def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) 
     cfg = make_config(preset, overrides)
     device = resolve_device(cfg.train.device)
     out = Path(out) if out else new_run_dir(cfg.preset or "run")
-    if out.is_dir() and not (out / CONFIG).is_file() and any(p.name != runlock.LOCK for p in out.iterdir()):
-        raise ConfigError(f"--out {out} is a non-empty folder that is not a run; choose an empty or new folder")
     created = not out.exists()
-    make_out_folder(out)
+    claim_out_folder(out, "run")
     with runlock.hold(out) as stale:
         if stale:  # said even with quiet: the folder changes hands
             print(f"{out}: its last trainer (process {stale.get('pid')}) is gone without finishing; taking over",

@@ -25,6 +25,7 @@ from tasks.graph_search import EDGE, FIRST_VERTEX, PAD, PATH, QUERY, encode_toke
 from .metrics import bootstrap_curve
 
 TEST_SEED = 2**40  # held-out test sets: far from every training seed (data_seed(seed, step) = seed * 1_000_003 + step)
+DISTRIBUTIONS = ("naive", "star", "balanced")  # the test distributions `lab eval` scores a graph search run on
 
 
 def _logits(model, p: tasks.Prompts, chunk: int = 512) -> torch.Tensor:
@@ -327,7 +328,7 @@ def search_curve(model, task, n_prompts: int = 500) -> dict:
              "metric": "accuracy",
              "curves": {"model": {key: [r[key] for r in by_lookahead.values()] for key in ("mean", "lo", "hi")}}}
     curve["distributions"] = {d: accuracy_on(model, held_out_task(task, distribution=d), n_prompts, seed=TEST_SEED)
-                              for d in ("naive", "star", "balanced")}
+                              for d in DISTRIBUTIONS}
     return curve
 
 

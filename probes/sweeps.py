@@ -7,14 +7,18 @@ from lab.sweeps import sweep as run_sweep
 
 from .figures import save_figure, sweep_figure
 from .icl_curve import baselines_for, evaluate_run
+from .search import DISTRIBUTIONS, held_out_task
 
 
-def curve_names(task) -> list[str] | None:
-    """The curves of the task's `lab eval`: the model and its baselines; None for graph search, whose curve is
-    accuracy by lookahead (probes/search.py), checked when read."""
+def shape(task, n_points: int) -> dict:
+    """What the task's `lab eval --json` holds, for checking a spec's metrics before anything trains: its curves
+    (the model and its baselines), their k, the d that [d] means and the other numbers. Graph search: accuracy by
+    lookahead (probes/search.py), and per test distribution."""
     if getattr(task, "objective", "") == "set":
-        return None
-    return ["model", *baselines_for(task)]
+        return {"curves": ["model"], "k": list(range(held_out_task(task).largest_lookahead() + 1)),
+                "d": task.n_vertices, "scalars": ["d", *(f"distributions.{name}.{stat}" for name in DISTRIBUTIONS
+                                                       for stat in ("mean", "lo", "hi"))]}
+    return {"curves": ["model", *baselines_for(task)], "k": list(range(n_points)), "d": task.d, "scalars": ["d"]}
 
 
 def curve(run, n_prompts: int) -> dict:
@@ -26,7 +30,7 @@ def plot(settings: list[dict], metric: str, keys: list[str], title: str, path) -
     save_figure(sweep_figure(settings, metric, keys, title), path)
 
 
-MEASURES = Measures(curve=curve, curve_names=curve_names, plot=plot)
+MEASURES = Measures(curve=curve, shape=shape, plot=plot)
 
 
 def sweep(spec, args=(), out=None, **options) -> dict:

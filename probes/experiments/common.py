@@ -22,8 +22,10 @@ from pathlib import Path
 
 from lab.config import make_config
 from lab.executor import run_trials, trial
-from lab.runs import Run, atomic_write_json, runs_root
+from lab.folders import EXPERIMENT, claim_out_folder
+from lab.runs import Run, atomic_write_json, make_out_folder, read_json_file, runs_root
 from lab.stats import mean_interval
+from lab.sweeps import MAX_TRIALS
 from lab.trainer import TrainingDiverged
 
 from ..figures import pyplot, save_figure  # noqa: F401  (the experiments' figure helpers)
@@ -110,6 +112,27 @@ def save_result(folder: Path, res: dict) -> None:
     atomic_write_json(Path(folder) / "result.json", res)
 
 
+def claim_experiment_folder(folder: Path, name: str, scale: str, given: bool = True) -> None:
+    """A `given` --out must be new or empty, or hold this experiment at this scale (resumed); anything else
+    (another experiment's results, a run, a sweep) is refused in one line. The default folder, named for the
+    experiment, may already hold trainings another experiment shares with it. Either is marked experiment.json."""
+    def same(path: Path) -> bool:
+        for marker in (EXPERIMENT, "result.json"):
+            try:
+                saved = read_json_file(path / marker)
+                return (saved.get("name"), saved.get("scale")) == (name, scale)
+            except (OSError, ValueError):
+                continue
+        return False
+
+    if given:
+        claim_out_folder(folder, "experiment", same)
+    else:
+        make_out_folder(folder)
+    if not (folder / EXPERIMENT).is_file():
+        atomic_write_json(folder / EXPERIMENT, {"name": name, "scale": scale})
+
+
 def seed_trials(exp: Experiment, scale: str, folder: Path, out, n_seeds: int) -> list:
     """The experiment's trainings for seed replicas 0..n_seeds-1: replica k trains with train.seed + k * stride
     (stride: the span of the seeds the experiment itself uses, so replicas never share a seed) in NAME-seedS."""
@@ -139,11 +162,14 @@ def reproduce(name: str, scale: str = "quick", out=None, quiet: bool = False, se
     exp = get(name)
     if scale not in exp.scales:
         raise ValueError(f"scale must be one of quick, paper; got {scale!r}")
-    if seeds < 1:
-        raise ValueError(f"--seeds must be an integer >= 1; got {seeds}")
+    n_trainings = len(exp.trainings(exp.scales[scale]))
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or not 1 <= seeds * max(1, n_trainings) <= MAX_TRIALS:
+        raise ValueError(f"--seeds must be an integer >= 1 with at most {MAX_TRIALS} trainings in all ({name} trains "
+                         f"{n_trainings} per seed); got {seeds}")
     t0 = time.time()
     folder = experiment_dir(name, scale, out)
     trials = seed_trials(exp, scale, folder, out, seeds)
+    claim_experiment_folder(folder, name, scale, given=out is not None)
     if threads is None:  # on this machine, fewer trainings than cores share the cores out (one alone gets them all)
         threads = max(1, (cpus or os.cpu_count() or 1) // max(1, len(trials))) if address is None else 1
     records = run_trials(trials, address=address, cpus=cpus, threads=threads, gpus_per_trial=gpus_per_trial,
