@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import signal
@@ -11,14 +12,26 @@ import threading
 import time
 
 from .config import ConfigError, preset_names
-from .runs import RunFileError, load_run, resume_command, runs_root, scan_runs
+from .runs import RunFileError, load_run, require_finite_weights, resume_command, runs_root, scan_runs
 from .trainer import TrainingDiverged, TrainingInterrupted, idle_cores, train
 
 DEMO_PRESET = "tiny-linreg"
 
 
 def _print_json(obj) -> None:
-    print(json.dumps(obj))
+    """The command's JSON, always valid JSON: a NaN or infinite number (which json.dumps would print bare) is null."""
+    print(json.dumps(finite_json(obj), allow_nan=False))
+
+
+def finite_json(obj):
+    """`obj` with every non-finite float replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
 
 
 def _curve_summary(curve: dict) -> dict:
@@ -52,6 +65,11 @@ def _evaluate_and_print(run, n_prompts: int, as_json: bool):
     from probes.icl_curve import evaluate_run, format_table
 
     curve = evaluate_run(run, n_prompts=n_prompts)
+    for name, c in curve["curves"].items():
+        bad = [k for k, v in zip(curve["k"], c["mean"]) if not math.isfinite(v)]
+        if bad:  # finite weights can still overflow on some prompts: said, and null in the JSON
+            print(f"lab: note: the {name} curve is not finite at k = {', '.join(map(str, bad[:5]))}"
+                  f"{' ...' if len(bad) > 5 else ''} (NaN or infinite predictions; null in --json)", file=sys.stderr)
     if not as_json:
         print(format_table(curve))
         print(f"curve: {run.path / 'eval' / 'icl_curve.json'}  figure: {run.path / 'figures' / 'icl_curve.png'}")
@@ -67,7 +85,7 @@ def _load(args):
     elif run.n_members > 1:
         raise ValueError(f"{run.path} is an ensemble of {run.n_members} models; add --member i "
                          f"(i in 0..{run.n_members - 1})")
-    run.model  # noqa: B018
+    require_finite_weights(run)  # loads the model
     _note_checkpoint(run)
     return run
 

@@ -19,6 +19,11 @@ that writes our read-in's output there, so every TransformerLens hook downstream
 
 An export folder keeps the read-in weights beside TransformerLens's (read_in.safetensors), so
 `read_in_from_export(folder, inputs)` does the same without the lab's model.
+
+Padded prompts (graph search) need one more step: TransformerLens ignores its attention_mask under bidirectional
+attention, so `read_in(run.model, tokens, pad_token=PAD)` (or read_in_from_export, which reads the export's
+padding.json) adds hooks that mask the padded keys' attention scores, as the lab's model does.
+NaN or infinite weights (a diverged run) are refused in one line; nothing is exported.
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from tasks.graph_search import PAD
+
 from .config import ModelConfig
 from .folders import claim_out_folder
 from .runs import (
@@ -36,11 +43,14 @@ from .runs import (
     Run,
     RunFileError,
     atomic_write_json,
+    nonfinite_weight,
+    read_json_file,
     read_safetensors,
     write_safetensors,
 )
 
 READ_IN = "read_in.safetensors"
+PADDING = "padding.json"  # an export of a padded model: {"pad_token": id}; read_in_from_export masks it
 
 
 class ExportError(ValueError):
@@ -126,6 +136,14 @@ def tl_state_dict(model) -> dict[str, torch.Tensor]:
     return {k: v.contiguous().clone() for k, v in sd.items()}
 
 
+def check_finite(weights: dict[str, torch.Tensor], run) -> None:
+    """An export of NaN or infinite weights is refused in one line, naming the first such tensor."""
+    bad = nonfinite_weight(weights)
+    if bad is not None:
+        raise ExportError(f"{run.path} has NaN or infinite weights ({bad}): its training diverged; nothing "
+                          "exported (train it again with a lower train.lr)")
+
+
 def _plain_model(run_or_model, member: int | None):
     """The single model to export: a Transformer, a run's model, or member i of an ensemble run."""
     if not isinstance(run_or_model, Run):
@@ -176,21 +194,39 @@ def _load(tl, sd: dict, dtype) -> None:
                           "the pinned transformer-lens release differs")
 
 
-def read_in(model, inputs: torch.Tensor):
+def read_in(model, inputs: torch.Tensor, pad_token: int | None = None):
     """(tokens, fwd_hooks) to run an exported model on our inputs: token ids as they are; vector inputs
-    [B, T, d_in] become dummy tokens [B, T] plus a hook that writes our read-in into hook_embed."""
+    [B, T, d_in] become dummy tokens [B, T] plus a hook that writes our read-in into hook_embed. Padded token
+    prompts (graph search: `pad_token` = tasks.graph_search.PAD) add padding_hooks, as the lab's model masks them."""
     if model.cfg.input == "tokens":
-        return inputs, []
+        return inputs, padding_hooks(inputs != pad_token, model.cfg.n_layers) if pad_token is not None else []
     with torch.no_grad():
         return _embedding_hook(model.embed(inputs))
 
 
+def padding_hooks(key_padding: torch.Tensor, n_layers: int) -> list:
+    """Hooks masking padded keys (key_padding [B, T], True = a real token) in every layer's attention scores.
+    TransformerLens applies its attention_mask only under the causal mask; with bidirectional attention (graph
+    search) it would attend to padding, so an export of a padded model runs with these hooks."""
+    keep = key_padding.bool()[:, None, None, :]  # [B, 1, 1, T]: scores are [B, H, T_query, T_key]
+
+    def mask(scores, hook):
+        return scores.masked_fill(~keep.to(scores.device), float("-inf"))
+
+    return [(f"blocks.{layer}.attn.hook_attn_scores", mask) for layer in range(n_layers)]
+
+
 def read_in_from_export(folder, inputs: torch.Tensor):
     """`read_in` without the lab's model: the read-in weights an export of a vector-input run keeps beside the
-    TransformerLens weights (FOLDER/read_in.safetensors). Token-id inputs pass through."""
+    TransformerLens weights (FOLDER/read_in.safetensors). Token ids pass through, with padding_hooks where the
+    export is of a padded model (FOLDER/padding.json names its pad token)."""
     path = Path(folder) / READ_IN
     if not path.is_file():
-        return inputs, []
+        padding = Path(folder) / PADDING
+        if not padding.is_file():
+            return inputs, []
+        cfg = read_json_file(Path(folder) / "config.json")
+        return inputs, padding_hooks(inputs != read_json_file(padding)["pad_token"], cfg["n_layers"])
     weights, _ = read_safetensors(path)
     W, b = weights["weight"].to(inputs.dtype), weights["bias"].to(inputs.dtype)  # [D, d_in], [D]
     return _embedding_hook(inputs @ W.T + b)
@@ -216,9 +252,12 @@ def write_transformer_lens(run, folder: Path, member: int | None = None) -> Path
     `load_transformer_lens(FOLDER)` and `read_in_from_export(FOLDER, inputs)` read them back."""
     model = _plain_model(run, member)
     cfg = tl_config_dict(model.cfg, next(model.parameters()).dtype)
+    weights = tl_state_dict(model)
+    check_finite(weights, run)
     folder = export_folder(folder, run, "tl-export")
-    write_safetensors(folder / WEIGHTS, tl_state_dict(model), {"format": "transformer_lens",
-                                                             "from": Path(run.path).resolve()})
+    write_safetensors(folder / WEIGHTS, weights, {"format": "transformer_lens", "from": Path(run.path).resolve()})
+    if run.config.task.format == "graph":  # key padding, which TransformerLens's bidirectional attention ignores
+        atomic_write_json(folder / PADDING, {"pad_token": PAD})
     if model.cfg.input == "vector":  # TransformerLens has no place for it: kept beside (read_in_from_export)
         embed = model.embed
         bias = embed.bias if embed.bias is not None else embed.weight.new_zeros(embed.weight.shape[0])
@@ -230,6 +269,7 @@ def write_transformer_lens(run, folder: Path, member: int | None = None) -> Path
 def write_run_safetensors(run, folder: Path) -> Path:
     """A copy of a run that holds no pickle: its config.json and its weights as FOLDER/model.safetensors (with the
     step), which lab.load_run reads; for sharing a trained model."""
+    check_finite(run.model.state_dict(), run)
     folder = export_folder(folder, run, "run-export")
     write_safetensors(folder / WEIGHTS, run.model.state_dict(), {"step": run.step, "from": Path(run.path).resolve()})
     atomic_write_json(folder / CONFIG, run.config.to_dict())

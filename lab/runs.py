@@ -313,6 +313,21 @@ class Run:
         return f"Run({str(self.path)!r}, preset={self.config.preset!r})"
 
 
+def nonfinite_weight(weights: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first weight tensor holding a NaN or an infinity, None when all are finite."""
+    return next((name for name, w in weights.items() if w.is_floating_point() and not torch.isfinite(w).all()),
+                None)
+
+
+def require_finite_weights(run: Run) -> None:
+    """A run whose weights hold NaN or infinity (a diverged training's last checkpoint) stops here, in one line:
+    nothing it computes would mean anything."""
+    bad = nonfinite_weight(run.model.state_dict())
+    if bad is not None:
+        raise RunFileError(f"{run.path} has NaN or infinite weights ({bad}, step {run.step}): its training diverged; "
+                           "train it again with a lower train.lr (nothing was evaluated or written)")
+
+
 def load_run(path, device: str = "cpu") -> Run:
     return Run(path, device=device)
 
