@@ -331,6 +331,7 @@ class Transformer(HookedModule):
     def forward(self, inputs, key_padding=None):
         """inputs [B, T, d_in] (vectors) or [B, T] (token ids); key_padding [B, T] bool, True = a real token
         (padded tokens are never attended to). A stack of E models takes [E, B, ...] throughout."""
+        self._check_inputs(inputs)
         T = inputs.shape[2 if self.n_models else 1]
         x = self.hook_embed(self.embed(inputs))  # [B, T, D]
         if self.pos_embed is not None:
@@ -341,6 +342,26 @@ class Transformer(HookedModule):
         for block in self.blocks:
             x = block(x, key_padding)
         return self.readout(x)
+
+    def _check_inputs(self, inputs) -> None:
+        """Inputs of the wrong shape or kind stop with one line naming what this model reads (not a matmul error)."""
+        cfg, lead = self.cfg, ("E, B" if self.n_models else "B")
+        rank = 2 + bool(self.n_models)
+        if cfg.input == "tokens":
+            ok = isinstance(inputs, torch.Tensor) and inputs.dim() == rank and not inputs.is_floating_point()
+            if ok and not self.training and inputs.numel():  # evaluation only: the range check syncs a GPU
+                ok = 0 <= int(inputs.min()) and int(inputs.max()) < cfg.vocab_size
+            want = f"token ids [{lead}, T] in 0..{cfg.vocab_size - 1}"
+        elif cfg.input == "identity":
+            ok, want = isinstance(inputs, torch.Tensor) and inputs.dim() == rank + 1 and \
+                inputs.shape[-1] == cfg.d_model, f"tokens [{lead}, T, {cfg.d_model}]"
+        else:
+            ok, want = isinstance(inputs, torch.Tensor) and inputs.dim() == rank + 1 and \
+                inputs.shape[-1] == cfg.d_in and inputs.is_floating_point(), f"vectors [{lead}, T, {cfg.d_in}]"
+        if not ok:
+            got = f"{inputs.dtype} of shape {list(inputs.shape)}" if isinstance(inputs, torch.Tensor) else \
+                type(inputs).__name__
+            raise ValueError(f"this model reads {want} (model.d_in = {cfg.d_in}); got {got}")
 
     def readout(self, resid: torch.Tensor) -> torch.Tensor:
         """The final LayerNorm and read-out applied to a residual stream [..., T, D] (any layer's: the logit lens)."""

@@ -267,6 +267,12 @@ class Run:
     def predict(self, prompts: tasks.Prompts) -> torch.Tensor:
         """Prefix-wise predictions [B, n] (column i sees pairs 0..i-1 and x_i), like probes.solve."""
         model = self.model
+        d = self.task.d
+        paired = self.config.task.format != "graph"  # graph prompts: edges [B, E, 2], targets of their own shape
+        if prompts.xs.dim() != 3 or prompts.xs.shape[-1] != d or (paired and prompts.ys.shape != prompts.xs.shape[:2]):
+            raise ValueError(f"prompts must be xs [B, n, {d}] and ys [B, n] for this run's task "
+                             f"({self.config.task.name}, d = {d}); got xs {list(prompts.xs.shape)}, "
+                             f"ys {list(prompts.ys.shape)}")
         dtype = next(model.parameters()).dtype
         p = prompts.to(device=self.device, dtype=dtype)
         return self.format.predict(model, p).cpu()

@@ -248,4 +248,18 @@ def solve(name: str, prompts: Prompts, features: str | None = None, **kwargs) ->
         if not (isinstance(xs, torch.Tensor) and xs.dim() == 3 and xs.shape[:2] == prompts.ys.shape):
             raise ValueError(f"features={features!r} must name a [B, n, D] entry of the prompts' ground truth; "
                              f"they have: {', '.join(prompts.params) or 'none'}")
+    check_prompts(xs, prompts.ys)
     return fn(xs.double(), prompts.ys.double(), **kwargs).to(prompts.ys.dtype)
+
+
+def check_prompts(xs: torch.Tensor, ys: torch.Tensor) -> None:
+    """xs [B, n, d] and ys [B, n] of one B and n, finite: a learner fed NaN would answer NaN (or 0) silently."""
+    if not (isinstance(xs, torch.Tensor) and isinstance(ys, torch.Tensor) and xs.dim() == 3 and ys.dim() == 2
+            and xs.shape[:2] == ys.shape):
+        shapes = [tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in (xs, ys)]
+        raise ValueError(f"prompts must hold xs [B, n, d] and ys [B, n] with the same B and n; got xs {shapes[0]} "
+                         f"and ys {shapes[1]}")
+    for name, t in (("xs", xs), ("ys", ys)):
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ValueError(f"prompts' {name} must be finite; {int((~torch.isfinite(t)).sum())} entries are NaN or "
+                             "infinite")

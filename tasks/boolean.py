@@ -22,7 +22,7 @@ from typing import Literal
 
 import torch
 
-from .checks import check, check_choices
+from .checks import check, check_choices, check_counts
 from .linear_regression import make_generator
 from .prompts import Prompts
 from .registry import register
@@ -71,7 +71,7 @@ class BooleanFunctions:
                d_active: int | None = None, device=None, dtype=torch.float32) -> Prompts:
         """`batch` prompts of `n_points` labelled examples; drawn on the CPU, so a seed gives the same prompts on
         every device. params hold the ground truth each prompt's labels were computed from."""
-        check(batch >= 1 and n_points >= 1, "batch and n_points", ">= 1", (batch, n_points))
+        check_counts(batch=batch, n_points=n_points)
         check(d_active is None, "d_active", "None (no dimension curriculum for Boolean tasks)", d_active)
         if self.teaching:
             check(n_points >= self.teaching_length(), "n_points",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import typing
 
 
@@ -21,3 +22,20 @@ def check(condition: bool, field: str, allowed: str, value) -> None:
     """Raise `ValueError("field must be <allowed>; got value")` unless `condition`."""
     if not condition:
         raise ValueError(f"{field} must be {allowed}; got {value!r}")
+
+
+def whole(value) -> bool:
+    """An integer (Python's or numpy's), not a bool and not a float that happens to be whole."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_counts(**counts) -> None:
+    """Each count (batch, n_points, ...) is a whole number >= 1: 2.0 or True is refused, not silently used."""
+    for name, value in counts.items():
+        check(whole(value) and value >= 1, name, "an integer >= 1", value)
+
+
+def check_seed(seed) -> int:
+    """A seed is a whole number in 0..2^63 - 1 (what torch.Generator.manual_seed takes without wrapping around)."""
+    check(whole(seed) and 0 <= seed < 2**63, "seed", "an integer in 0..2^63 - 1", seed)
+    return int(seed)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import check
+from .checks import check, check_counts
 from .linear_regression import make_generator
 from .prompts import Prompts
 from .registry import register
@@ -58,7 +58,7 @@ class DecisionTree:
                d_active: int | None = None, device=None, dtype=torch.float32) -> Prompts:
         """Prompts with params {"features": [B, nodes] long, "leaves": [B, nodes]} (array-stored trees; the entries
         of inner nodes in `leaves` and of leaves in `features` are unused, as in their code)."""
-        check(batch >= 1 and n_points >= 1, "batch and n_points", ">= 1", (batch, n_points))
+        check_counts(batch=batch, n_points=n_points)
         g = make_generator(seed, generator)
         xs = gaussian_xs(batch, n_points, self.d, g, d_active)
         nodes = 2 ** (self.depth + 1) - 1
@@ -90,7 +90,7 @@ class ReluNet:
     def sample(self, batch: int, n_points: int, seed: int | None = None, generator: torch.Generator | None = None,
                d_active: int | None = None, device=None, dtype=torch.float32) -> Prompts:
         """Prompts with params {"W1": [B, d, hidden], "W2": [B, hidden]}."""
-        check(batch >= 1 and n_points >= 1, "batch and n_points", ">= 1", (batch, n_points))
+        check_counts(batch=batch, n_points=n_points)
         g = make_generator(seed, generator)
         xs = gaussian_xs(batch, n_points, self.d, g, d_active)
         W1 = torch.randn(batch, self.d, self.hidden, generator=g, dtype=torch.float64)

@@ -25,7 +25,7 @@ from typing import Literal
 
 import torch
 
-from .checks import check, check_choices
+from .checks import check, check_choices, check_counts
 from .linear_regression import make_generator
 from .prompts import Prompts
 from .registry import register
@@ -209,7 +209,7 @@ class GraphSearch:
         set [B, n_ids] (multi-hot over vertex ids); params: start, goal, current [B], path [B, n_vertices] (-1
         padded, path[0] = start, the last real entry = current), path_len, n_edges, n_vertices, lookahead [B].
         """
-        check(batch >= 1, "batch", ">= 1", batch)
+        check_counts(batch=batch)
         check(d_active is None, "d_active", "None (no dimension curriculum for graph search)", d_active)
         g = make_generator(seed, generator)
         B, N = batch, self.n_vertices

@@ -9,7 +9,7 @@ from typing import Literal
 
 import torch
 
-from .checks import check, check_choices
+from .checks import check, check_choices, check_counts, check_seed
 from .prompts import Prompts
 from .registry import register
 
@@ -20,7 +20,7 @@ def make_generator(seed: int | None = None, generator: torch.Generator | None = 
         return generator
     if seed is None:
         raise ValueError("sample() needs a seed or a torch.Generator: randomness is explicit in this lab")
-    return torch.Generator().manual_seed(int(seed))
+    return torch.Generator().manual_seed(check_seed(seed))
 
 
 def random_orthogonal(d: int, seed: int) -> torch.Tensor:
@@ -106,7 +106,7 @@ class LinearRegression:
 
         d_active < d zeroes the coordinates of x beyond d_active (Garg's dimension curriculum).
         """
-        check(batch >= 1 and n_points >= 1, "batch and n_points", ">= 1", (batch, n_points))
+        check_counts(batch=batch, n_points=n_points)
         g = make_generator(seed, generator)
         B, n, d = batch, n_points, self.d
         if self.x_dist == "uniform":

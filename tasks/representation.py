@@ -17,7 +17,7 @@ from typing import Literal
 
 import torch
 
-from .checks import check, check_choices
+from .checks import check, check_choices, check_counts
 from .function_classes import gaussian_xs
 from .linear_regression import make_generator
 from .prompts import Prompts
@@ -73,7 +73,7 @@ class Representation:
     def sample(self, batch: int, n_points: int, seed: int | None = None, generator: torch.Generator | None = None,
                d_active: int | None = None, device=None, dtype=torch.float32) -> Prompts:
         """Prompts with params {"w": [B, D], "phi": [B, n, D]} (Phi*(x_i) for every point: the probes' targets)."""
-        check(batch >= 1 and n_points >= 1, "batch and n_points", ">= 1", (batch, n_points))
+        check_counts(batch=batch, n_points=n_points)
         g = make_generator(seed, generator)
         xs = gaussian_xs(batch, n_points, self.d, g, d_active)
         w = torch.randn(batch, self.D, generator=g, dtype=torch.float64) / self.D**0.5

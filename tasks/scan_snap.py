@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import check
+from .checks import check, check_seed
 
 
 @dataclass
@@ -66,7 +66,7 @@ class ScanSnap:
         """`batch` sequences (classes uniform, or the given next_token [batch]), from a seed or a generator."""
         if generator is None:
             check(seed is not None, "seed", "given (or a torch.Generator): randomness is explicit", seed)
-            generator = torch.Generator().manual_seed(int(seed))
+            generator = torch.Generator().manual_seed(check_seed(seed))
         if next_token is None:
             next_token = torch.randint(0, self.n_classes, (batch,), generator=generator)
         context = torch.multinomial(self.conditional()[next_token], self.context, replacement=True,
