@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import socket
 import sys
@@ -195,13 +196,15 @@ def _record(t: Trial, job: Job, status: str, error, t0: float, run_dir=None, ste
 
 
 @contextmanager
-def ray_cluster(address: str | None = None, cpus: int | None = None, gpus: int | None = None):
+def ray_cluster(address: str | None = None, cpus: int | None = None, gpus: int | None = None, quiet: bool = False):
     """Ray for the body: an existing connection as it is; else the cluster at `address`; else an embedded local
-    cluster (cpus default: this machine's cores) that is stopped, with its workers, when the body ends."""
+    cluster (cpus default: this machine's cores, listening on loopback only) that is stopped, with its workers,
+    when the body ends. Ray's own messages (a worker died, ...) go to stderr, never stdout; none with `quiet`."""
     import ray
 
     if ray.is_initialized():
-        yield ray
+        with _ray_messages_to_stderr(quiet):
+            yield ray
         return
     handlers = _python_signal_handlers()
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
@@ -217,11 +220,38 @@ def ray_cluster(address: str | None = None, cpus: int | None = None, gpus: int |
         reaper = Reaper(descendants(os.getpid()))  # the cluster's processes die with us, even by kill -9
     _restore_signal_handlers(handlers)
     try:
-        yield ray
+        with _ray_messages_to_stderr(quiet):
+            yield ray
     finally:
         ray.shutdown()
         if reaper is not None:
             reaper.close()
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@contextmanager
+def _ray_messages_to_stderr(quiet: bool):
+    """Ray's driver prints the raylet's error messages ("A worker died or was killed ...") on stdout, in colour,
+    from a thread of its own: where a command's --json goes. For the body they go to stderr as plain text (the
+    executor reports the trial's fate itself), or nowhere with `quiet`."""
+    from ray._private import worker
+
+    original = worker.print_to_stdstream
+
+    def route(data, ignore_prefix: bool):
+        if data.get("pid") != "raylet":
+            return original(data, ignore_prefix)
+        if not quiet:
+            for line in data.get("lines", []):
+                print(f"ray: {ANSI.sub('', str(line)).strip()}", file=sys.stderr)
+
+    worker.print_to_stdstream = route
+    try:
+        yield
+    finally:
+        worker.print_to_stdstream = original
 
 
 @contextmanager
@@ -350,7 +380,7 @@ def run_trials(trials: list[Trial], *, address: str | None = None, cpus: int | N
         if all(_finished(j) for j in jobs):
             records = execute(jobs, threads=threads, evaluate=evaluate, quiet=quiet, desc=desc, on_record=on_record)
             return _in_trial_order(trials, records)
-    with ray_cluster(address, cpus) as ray:
+    with ray_cluster(address, cpus, quiet=quiet) as ray:
         if jobs is None:  # a cluster: pack for its size
             jobs = plan_jobs(trials, pack, pack_lr, cluster_slots(ray, threads), gpu=gpus_per_trial > 0)
             check_jobs(jobs)

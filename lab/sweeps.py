@@ -489,9 +489,21 @@ def list_sweeps(root: Path | None = None) -> list[Path]:
     return sorted(found, key=lambda p: (p / SPEC).stat().st_mtime)
 
 
+ROW_TYPES = {"trial": str, "run_dir": str, "overrides": dict, "seed": int, "status": str, "error": (str, type(None)),
+             "step": (int, type(None)), "metrics": (dict, type(None)), "wall_s": (int, float),
+             "packed_in": (str, type(None))}
+
+
+def is_row(row) -> bool:
+    """A results.jsonl row as `sweep` writes it: every field there, of its type (a corrupt or foreign line is not)."""
+    return isinstance(row, dict) and all(isinstance(row.get(k), t) and not isinstance(row.get(k), bool)
+                                         for k, t in ROW_TYPES.items()) and \
+        all(v is None or isinstance(v, (int, float)) for v in (row["metrics"] or {}).values())
+
+
 def read_rows(folder: Path) -> list[dict]:
-    """results.jsonl's rows (objects with a trial; any other line skipped)."""
-    return read_jsonl(Path(folder) / RESULTS, lambda row: "trial" in row)
+    """results.jsonl's rows; a line that is not one (corrupt, half-written, another program's) is skipped."""
+    return read_jsonl(Path(folder) / RESULTS, is_row)
 
 
 def format_summary(summary: dict) -> str:

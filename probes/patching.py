@@ -7,6 +7,8 @@ clean prediction comes back: effect = (patched - corrupt) / (clean - corrupt), 1
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from lab.cache import act_name
@@ -48,12 +50,25 @@ def edit_example(p: Prompts, index: int, y: float | None = None, x_scale: float 
     multiplied by x_scale. Ground truth (w) is kept, so the edit is a counterfactual for the same task."""
     if not 0 <= index < p.n_points:
         raise ValueError(f"example index must be in 0..{p.n_points - 1}; got {index}")
+    for name, value in (("label y", y), ("x_scale", x_scale)):
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number; got {value!r}")
     xs, ys = p.xs[:1].clone(), p.ys[:1].clone()
     if y is not None:
         ys[0, index] = y
     if x_scale is not None:
         xs[0, index] *= x_scale
     return Prompts(xs, ys, {k: v[:1] for k, v in p.params.items()})
+
+
+def label_range(task) -> tuple[float, float]:
+    """The labels an edited example may take: -1 and +1 for Boolean tasks; for regression, 10 standard deviations
+    of the task's y (E[y^2] ** 0.5) either side of 0, beyond which an edit is no counterfactual of this task (and
+    float32 models overflow: an edit of -1e30 gives NaN)."""
+    if getattr(task, "metric", "") == "accuracy":
+        return -1.0, 1.0
+    bound = float(f"{10 * math.sqrt(task.y_variance()):.2g}")
+    return -bound, bound
 
 
 def _query_output(run, inputs: torch.Tensor) -> torch.Tensor:

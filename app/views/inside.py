@@ -7,6 +7,7 @@ from probes import ablation, dla, lens, patching, solve
 from probes.figures import png_bytes
 from probes.icl_curve import baselines_for
 
+MAX_SEED = 10**6
 ACTIVATIONS = {"resid_pre": "residual stream entering the block", "attn_out": "attention output",
                "mlp_out": "MLP output", "z": "heads' mixed values (z)", "v": "heads' values (v)"}
 
@@ -20,18 +21,36 @@ elif run is not None:
     n = run.config.task.n_points
     boolean = getattr(run.task, "metric", "") == "accuracy"
     transformer = run.config.model.arch == "transformer"
+    run_key = f"{run.path}|{st.session_state.get('member')}"  # each run keeps its own edit
     if "picked_index" in st.session_state:  # a click on the attention chart picked an example (before its widget)
-        st.session_state["edit_index"] = st.session_state.pop("picked_index")
+        st.session_state[f"edit_index|{run_key}"] = st.session_state.pop("picked_index")
     c1, c2, c3 = st.columns(3)
-    seed = c1.number_input("Prompt seed", 0, 10**6, 0, key="prompt_seed")
-    prompt = run.task.sample(1, n, seed=int(seed))
+    seed = c1.number_input("Prompt seed (0 to 1,000,000)", value=0, step=1, key=f"prompt_seed|{run_key}")
+    if seed != int(seed) or not 0 <= seed <= MAX_SEED:
+        st.error(f"The prompt seed must be a whole number from 0 to {MAX_SEED:,}; got {seed}.")
+        st.stop()
+    seed = int(seed)
+    prompt = run.task.sample(1, n, seed=seed)
     index = c2.selectbox("Example to edit", list(range(n - 1)), format_func=lambda i: f"example {i + 1}",
-                         key="edit_index")
+                         key=f"edit_index|{run_key}")
     y_now = float(prompt.ys[0, index])
-    new_y = c2.number_input(f"Its label y (originally {y_now:.3f})", value=round(y_now + 2.0, 3), step=0.5,
-                            key=f"edit_y_{seed}_{index}")
-    x_factor = c3.select_slider("Scale its x by", [-1.0, 0.0, 0.5, 1.0, 2.0], 1.0, key="edit_x")
-    edited = patching.edit_example(prompt, index, y=new_y, x_scale=x_factor)
+    low, high = patching.label_range(run.task)
+    if boolean:  # a Boolean label is -1 or +1: flipping it is the edit
+        new_y = c2.selectbox(f"Its label y (originally {y_now:+.0f})", [-y_now, y_now],
+                             format_func=lambda v: f"{v:+.0f}", key=f"edit_y|{run_key}|{seed}|{index}")
+    else:
+        new_y = c2.number_input(f"Its label y (originally {y_now:.3f}; from {low:g} to {high:g})",
+                                value=round(y_now + 2.0, 3), step=0.5, key=f"edit_y|{run_key}|{seed}|{index}")
+        if not low <= new_y <= high:  # NaN fails too
+            st.error(f"The label must be a number from {low:g} to {high:g} (10 standard deviations of this task's "
+                     f"y either side of 0); got {new_y:g}.")
+            st.stop()
+    x_factor = c3.select_slider("Scale its x by", [-1.0, 0.0, 0.5, 1.0, 2.0], 1.0, key=f"edit_x|{run_key}")
+    edited = None
+    with common.guard("Editing the example"):
+        edited = patching.edit_example(prompt, index, y=new_y, x_scale=x_factor)
+    if edited is None:
+        st.stop()
     stamp = (str(run.path), st.session_state.get("member"), common.checkpoint_stamp(run.path))
 
     with common.guard("The prediction"):

@@ -44,6 +44,11 @@ def trial_state(row: dict) -> str:
 
 @st.fragment(run_every=3)
 def trials_table(folder):
+    with common.guard(f"Reading {folder.name}'s trials"):  # a fragment reruns alone, outside the page's guard
+        _trials_table(folder)
+
+
+def _trials_table(folder):
     rows = read_rows(folder)
     if not rows:
         st.caption("No trial has been planned yet (the sweep is starting).")
