@@ -214,7 +214,7 @@ def ray_cluster(address: str | None = None, cpus: int | None = None, gpus: int |
         _check_reachable(address)
         ray.init(address=address, **({} if address.startswith("ray://") else quiet))
     else:
-        with _loopback_only():
+        with loopback_only():
             ray.init(address="local", num_cpus=cpus or os.cpu_count() or 1,  # "local": always a new cluster
                      num_gpus=_local_gpus() if gpus is None else gpus, **quiet)
         reaper = Reaper(descendants(os.getpid()))  # the cluster's processes die with us, even by kill -9
@@ -255,7 +255,7 @@ def _ray_messages_to_stderr(quiet: bool):
 
 
 @contextmanager
-def _loopback_only():
+def loopback_only():
     """An embedded cluster listens on 127.0.0.1 only. Ray resolves a node address of 127.0.0.1 to the machine's
     network address (to be reachable by other nodes) except where clusters are off (its macOS/Windows default);
     with them off for the start, GCS, raylet, object manager, runtime-env agent and every worker bind to loopback."""

@@ -252,8 +252,8 @@ def write_transformer_lens(run, folder: Path, member: int | None = None) -> Path
     `load_transformer_lens(FOLDER)` and `read_in_from_export(FOLDER, inputs)` read them back."""
     model = _plain_model(run, member)
     cfg = tl_config_dict(model.cfg, next(model.parameters()).dtype)
+    check_finite(model.state_dict(), run)  # the read-in's weights too, which TransformerLens's do not hold
     weights = tl_state_dict(model)
-    check_finite(weights, run)
     folder = export_folder(folder, run, "tl-export")
     write_safetensors(folder / WEIGHTS, weights, {"format": "transformer_lens", "from": Path(run.path).resolve()})
     if run.config.task.format == "graph":  # key padding, which TransformerLens's bidirectional attention ignores

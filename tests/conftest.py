@@ -57,7 +57,11 @@ def ray_session():
 
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    from lab.executor import loopback_only
+
+    with loopback_only():  # as the lab's own embedded clusters: nothing the tests start listens beyond loopback
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR)
     yield ray
     ray.shutdown()
 

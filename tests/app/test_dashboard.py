@@ -25,7 +25,8 @@ SMALL = ["train.steps=40", "model.d_model=16", "model.n_layers=2", "train.batch_
 @pytest.fixture(scope="module")
 def root(tmp_path_factory, ray_session):
     root = tmp_path_factory.mktemp("dash") / "runs"
-    lab.sweep("tiny-linreg", SMALL + ["model.n_layers=1,2", "seeds=0..1", "metrics=loss"], out=root / "sweep-small",
+    lab.sweep("tiny-linreg", [a for a in SMALL if not a.startswith("model.n_layers")] +
+              ["model.n_layers=1,2", "seeds=0..1", "metrics=loss"], out=root / "sweep-small",
               quiet=True)
     lab.train("tiny-linreg", SMALL + ["ensemble=2", "train.log_every=10"], out=root / "ens", quiet=True)
     lab.train("boolean-tiny", ["task.n=6", "task.n_points=10", "train.steps=20", "model.d_model=16"],
@@ -151,7 +152,7 @@ def test_editing_an_example_changes_the_prediction(app):
     _page(app, "views/inside.py")
     edited = next(m for m in app.metric if m.label == "Model prediction, edited prompt").value
     key = next(n.key for n in app.number_input if n.key.startswith("edit_y"))
-    app.number_input(key=key).set_value(25.0).run()
+    app.number_input(key=key).set_value(15.0).run()
     assert not app.exception
     assert next(m for m in app.metric if m.label == "Model prediction, edited prompt").value != edited
 
@@ -221,6 +222,64 @@ def test_sweeps_page_refuses_a_bad_spec_and_runs_a_good_one(app, root):
         assert jobs.state("sweep-from-page")["returncode"] == 0
     finally:
         jobs.stop("sweep-from-page")
+
+
+def _edit_y(app):
+    return next((n for n in app.number_input if n.key.startswith("edit_y")), None)
+
+
+def test_the_inside_page_refuses_bad_labels_and_seeds_and_keeps_edits_per_run(app, tally):
+    _page(app, "views/inside.py")
+    app.sidebar.selectbox(key="run_picker").set_value("small").run()
+    for bad in (1e308, -1e30, 23.0):
+        tally["bad inputs tried"] += 1
+        _edit_y(app).set_value(bad).run()
+        assert not app.exception, [e.value for e in app.exception]
+        errors = [e.value for e in app.error]
+        assert len(errors) == 1 and errors[0].startswith("The label must be a number from -") and \
+            "\n" not in errors[0], errors
+        assert not any(m.label.startswith("Model prediction") for m in app.metric)  # nothing computed from it
+    _edit_y(app).set_value(15.0).run()
+    assert not app.error and _edit_y(app).value == 15.0
+    tally["bad inputs tried"] += 1
+    seed = next(n for n in app.number_input if n.key.startswith("prompt_seed"))
+    seed.set_value(10**7).run()
+    assert [e.value for e in app.error] == ["The prompt seed must be a whole number from 0 to 1,000,000; got 10000000."]
+    seed.set_value(3).run()
+    assert not app.error
+    edited = _edit_y(app).value
+    app.sidebar.selectbox(key="run_picker").set_value("bool").run()  # a Boolean run: its own edit, labels -1 or +1
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert _edit_y(app) is None
+    label = next(b for b in app.selectbox if b.key.startswith("edit_y"))
+    assert set(label.options) == {"+1", "-1"}
+    assert all(abs(float(m.value)) < 1e6 for m in app.metric if m.label == "True y of the query")
+    app.sidebar.selectbox(key="run_picker").set_value("small").run()  # back: the regression run's edit is kept
+    assert _edit_y(app).value == edited
+
+
+def test_the_sweeps_page_skips_corrupt_rows_and_refuses_a_huge_spec_quickly(tmp_path, monkeypatch, root, tally):
+    import shutil
+
+    store = tmp_path / "runs"
+    shutil.copytree(root / "sweep-small", store / "sweep-small", symlinks=True)
+    with open(store / "sweep-small" / "results.jsonl", "a") as f:  # rows a crash or another program left
+        f.write('{"trial": "x_seed9", "status": "done"}\n{"trial": 3, "seed": "a"}\n[1, 2]\n{"trial": "half"')
+    tally["faults injected"] += 1
+    monkeypatch.setenv("LAB_RUNS", str(store))
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.run()
+    _page(at, "views/sweeps.py")
+    assert not at.error, [e.value for e in at.error]
+    table = str(at.dataframe[0].value)
+    assert "4 of 4 trials done" in _texts(at) and "x_seed9" not in table
+    tally["bad inputs tried"] += 1
+    grid = "\n".join(f'"k{i}" = [{", ".join(map(str, range(12)))}]' for i in range(8))
+    at.text_area(key="sweep_spec").input(f'preset = "tiny-linreg"\n[grid]\n{grid}\n')
+    next(b for b in at.button if b.label == "Start the sweep").click().run()
+    assert not at.exception
+    assert any("the number of trials must be at most 10000; got 429981696" in e.value for e in at.error), \
+        [e.value for e in at.error]
 
 
 def _bad_folders(root: Path):
