@@ -437,17 +437,20 @@ def sweep(spec, args=(), out=None, *, measures: Measures | None = None, address:
                            gpus_per_trial=gpus_per_trial, pack=pack, pack_lr=pack_lr, quiet=quiet)
 
 
+TRIALS_KEYS = ("preset", "fixed", "grid", "random", "draws", "draw_seed", "seeds")  # what decides the trials
+
+
 def claim_sweep_folder(folder: Path, record: dict) -> None:
-    """A new or empty folder, or one holding this same sweep (resumed); anything else is refused in one line."""
+    """A new or empty folder, or one holding a sweep of these same trials (resumed, its metrics free to change);
+    anything else is refused in one line."""
     def same(path: Path) -> bool:
         try:
             saved = read_json_file(path / SPEC)
         except (OSError, ValueError):
             return False
-        return {k: v for k, v in saved.items() if k != "name"} == \
-            json.loads(json.dumps({k: v for k, v in record.items() if k != "name"}))
+        return {k: saved.get(k) for k in TRIALS_KEYS} == json.loads(json.dumps({k: record[k] for k in TRIALS_KEYS}))
 
-    claim_out_folder(folder, "sweep", same, differs=" with another spec (preset, overrides, seeds or metrics)")
+    claim_out_folder(folder, "sweep", same, differs=" with other trials (preset, overrides or seeds)")
 
 
 def _sweep_held(spec: SweepSpec, folder: Path, trials: list[Trial], measures, t0: float, *, quiet: bool,

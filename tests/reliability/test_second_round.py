@@ -71,7 +71,7 @@ def test_a_sweep_over_another_sweeps_folder_is_refused_and_changes_nothing(tmp_p
     before = _other_sweep(tmp_path / "sw1")
     tally["bad inputs tried"] += 1
     _refused(_cli(["sweep", "tiny-linreg", *SMALL, "train.lr=1e-3,3e-3", "--out", tmp_path / "sw1", "--quiet"]),
-             "already holds a sweep with another spec", "choose a new or empty folder")
+             "already holds a sweep with other trials", "choose a new or empty folder")
     assert _snapshot(tmp_path / "sw1") == before  # sweep.json included: nothing rewritten before the refusal
 
 
