@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lab.config import make_config
 from lab.executor import run_trials, trial
-from lab.folders import EXPERIMENT, claim_out_folder
+from lab.folders import EXPERIMENT, RESULT, claim_out_folder
 from lab.runs import Run, atomic_write_json, make_out_folder, read_json_file, runs_root
 from lab.stats import mean_interval
 from lab.sweeps import MAX_TRIALS
@@ -117,7 +117,7 @@ def claim_experiment_folder(folder: Path, name: str, scale: str, given: bool = T
     (another experiment's results, a run, a sweep) is refused in one line. The default folder, named for the
     experiment, may already hold trainings another experiment shares with it. Either is marked experiment.json."""
     def same(path: Path) -> bool:
-        for marker in (EXPERIMENT, "result.json"):
+        for marker in (EXPERIMENT, RESULT):
             try:
                 saved = read_json_file(path / marker)
                 return (saved.get("name"), saved.get("scale")) == (name, scale)
