@@ -164,8 +164,8 @@ def reproduce(name: str, scale: str = "quick", out=None, quiet: bool = False, se
         raise ValueError(f"scale must be one of quick, paper; got {scale!r}")
     n_trainings = len(exp.trainings(exp.scales[scale]))
     if not isinstance(seeds, int) or isinstance(seeds, bool) or not 1 <= seeds * max(1, n_trainings) <= MAX_TRIALS:
-        raise ValueError(f"--seeds must be an integer >= 1 with at most {MAX_TRIALS} trainings in all ({name} trains "
-                         f"{n_trainings} per seed); got {seeds}")
+        raise ValueError(f"--seeds must be an integer from 1 to {MAX_TRIALS // max(1, n_trainings)} for {name} (at "
+                         f"most {MAX_TRIALS} trainings in all; it trains {n_trainings} per seed); got {seeds}")
     t0 = time.time()
     folder = experiment_dir(name, scale, out)
     trials = seed_trials(exp, scale, folder, out, seeds)
