@@ -148,8 +148,8 @@ def test_a_padded_graph_model_gives_the_same_numbers_in_transformer_lens(tmp_pat
         ours = run.model(tokens, key_padding=tokens != tasks.graph_search.PAD)
         tl = export.to_transformer_lens(run)
         unmasked = tl(tokens)
-        masked = tl.run_with_hooks(*export.read_in(run.model, tokens, pad_token=tasks.graph_search.PAD)[:1],
-                                   fwd_hooks=export.read_in(run.model, tokens, pad_token=tasks.graph_search.PAD)[1])
+        toks, hooks = export.read_in(run.model, tokens, pad_token=tasks.graph_search.PAD)
+        masked = tl.run_with_hooks(toks, fwd_hooks=hooks)
     assert (unmasked - ours).abs().max() > 1e-4  # TransformerLens alone attends to the padding
     torch.testing.assert_close(masked, ours, rtol=1e-5, atol=1e-5)
     folder = export.write_transformer_lens(run, tmp_path / "tl")
@@ -160,7 +160,8 @@ def test_a_padded_graph_model_gives_the_same_numbers_in_transformer_lens(tmp_pat
 
 
 # 4. NaN weights are refused; JSON is always JSON; every exported tensor is finite, an unused one zero -----------
-def _poisoned(run_dir: Path, tmp_path: Path) -> Path:
+def _poisoned(tmp_path: Path) -> Path:
+    """A trained run whose checkpoint's first weight tensor is all NaN (a diverged run's last checkpoint)."""
     copy = tmp_path / "nan-run"
     lab.train("tiny-linreg", SMALL, out=copy, quiet=True)
     ckpt = safe_torch_load(copy / "checkpoint.pt")
@@ -170,8 +171,8 @@ def _poisoned(run_dir: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def test_nan_weights_are_refused_in_one_line_by_eval_and_export(tmp_path, run_dir, tally):
-    nan_run = _poisoned(run_dir, tmp_path)
+def test_nan_weights_are_refused_in_one_line_by_eval_and_export(tmp_path, tally):
+    nan_run = _poisoned(tmp_path)
     before = _snapshot(nan_run)
     tally["faults injected"] += 1
     for args in (["eval", nan_run], ["eval", nan_run, "--json"], ["export", nan_run],
