@@ -1,7 +1,8 @@
 """Reference learners for Boolean functions in context (Bhattamishra et al. 2023), with probes.solve's call shape:
 xs [B, N, n] in {-1, +1}, ys [B, N] in {-1, +1} -> scores [B, N], column i from pairs 0..i-1 and x_i; the
-predicted label is +1 where the score is > 0, else -1. (1-NN / 3-NN and feature-wise averaging are the
-regression solvers `knn` and `averaging`, which already have this shape.)
+predicted label is the sign of the score, and a score of exactly 0 (k-NN or averaging with no examples or a tie)
+is an abstention that counts as wrong, as in their accuracy (y == sign(score)). (1-NN / 3-NN and feature-wise
+averaging are the regression solvers `knn` and `averaging`, which already have this shape.)
 """
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ import torch
 from tasks.boolean import FORCE, evaluate
 
 from .prefix_nets import train_prefix_nets
+
+
+def null(xs, ys):
+    """Their null classifier: always -1."""
+    return -torch.ones_like(ys)
 
 
 def majority(xs, ys):
@@ -75,21 +81,26 @@ def gf2(xs, ys):
     return out
 
 
-def mlp(xs, ys, hidden: int = 32, steps: int = 200, lr: float = 0.03, seed: int = 0):
+def mlp(xs, ys, hidden: int = 32, steps: int = 200, lr: float = 0.03, seed: int = 0, last_only: bool = False):
     """A small net trained per prompt and prefix (Bhattamishra's per-prompt baseline): for every (prompt, i) a
     one-hidden-layer tanh MLP fitted by full-batch Adam on BCE to pairs 0..i-1, all trained at once as one
-    batched computation; returns its logit for x_i (column 0: 0)."""
+    batched computation; returns its logit for x_i (column 0: 0). last_only fits only the last prefix's net (N times
+    less work) and leaves the other columns 0 (abstentions)."""
     B, N, n = xs.shape
+    at = torch.tensor([N - 1]) if last_only else torch.arange(N)
+    m = len(at)
     g = torch.Generator().manual_seed(seed)
-    params = [torch.randn(B, N, n, hidden, generator=g, dtype=torch.float64) / n ** 0.5,  # W1
-              torch.zeros(B, N, 1, hidden, dtype=torch.float64),  # b1
-              torch.randn(B, N, hidden, generator=g, dtype=torch.float64) / hidden ** 0.5,  # w2
-              torch.zeros(B, N, 1, dtype=torch.float64)]  # b2
+    params = [torch.randn(B, m, n, hidden, generator=g, dtype=torch.float64) / n ** 0.5,  # W1
+              torch.zeros(B, m, 1, hidden, dtype=torch.float64),  # b1
+              torch.randn(B, m, hidden, generator=g, dtype=torch.float64) / hidden ** 0.5,  # w2
+              torch.zeros(B, m, 1, dtype=torch.float64)]  # b2
     bce = functools.partial(torch.nn.functional.binary_cross_entropy_with_logits, reduction="none")
-    own = train_prefix_nets(xs.double(), (ys.double() > 0).double(), [q.to(xs.device) for q in params], steps, lr,
-                            torch.tanh, bce)  # net i on x_i
-    own[:, 0] = 0.0
-    return own.to(xs.dtype)
+    fitted = train_prefix_nets(xs.double(), (ys.double() > 0).double(), [q.to(xs.device) for q in params], steps, lr,
+                               torch.tanh, bce, at=at)  # [B, m]: net k on x_{at[k]}
+    out = torch.zeros(B, N, dtype=torch.float64, device=xs.device)
+    out[:, at] = fitted
+    out[:, 0] = 0.0
+    return out.to(xs.dtype)
 
 
 def has_query_prior(fn: str) -> bool:
@@ -115,8 +126,14 @@ def query_only(task, xs: torch.Tensor, n_functions: int = 4096, seed: int = 0, c
 
 
 def accuracy(scores: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-    """Per-example correctness [B, N] (1 or 0) of scores against labels in {-1, +1}."""
-    return ((scores > 0) == (ys > 0)).to(torch.float64)
+    """Per-example correctness [B, N] (1 or 0) of scores against labels in {-1, +1}: sign(score) == y, so a score of
+    0 is wrong (Bhattamishra et al.'s accuracy)."""
+    return (torch.sign(scores) == torch.sign(ys)).to(torch.float64)
 
 
-LEARNERS = {"majority": majority, "elimination": elimination, "gf2": gf2, "mlp": mlp}
+def all_prefix_mean(curve_mean) -> float:
+    """Their reported scalar: accuracy averaged over every prefix position k = 0..N-1 of a per-position curve."""
+    return float(sum(curve_mean) / len(curve_mean))
+
+
+LEARNERS = {"null": null, "majority": majority, "elimination": elimination, "gf2": gf2, "mlp": mlp}

@@ -30,11 +30,11 @@ def baselines_for(task) -> dict[str, tuple[str, dict]]:
     plus Lasso for sparse w and Bayes-optimal ridge (lam = sigma^2 / tau^2) for noisy y; a greedy tree (decision
     trees) or a per-prompt 2-layer net (ReLU networks) for Garg's nonlinear classes; for Guo's representation task the
     oracle ridge on Phi*(x) and ridge on x. Boolean tasks
-    (Bhattamishra et al.): 1-NN, 3-NN, feature-wise averaging, the majority label, and the exact learner of the
-    class where there is one (literal elimination, GF(2) elimination)."""
+    (Bhattamishra et al.): 1-NN, 3-NN, feature-wise averaging, their null classifier (always -1), the majority label,
+    and the exact learner of the class where there is one (literal elimination, GF(2) elimination)."""
     if getattr(task, "metric", "") == "accuracy":
         out = {"1-nn": ("knn", {"k": 1}), "3-nn": ("knn", {"k": 3}), "averaging": ("averaging", {}),
-               "majority": ("majority", {})}
+               "null (-1)": ("null", {}), "majority": ("majority", {})}
         if task.fn in EXACT_LEARNER:
             out["exact"] = EXACT_LEARNER[task.fn]
         return out

@@ -1,14 +1,21 @@
 """Boolean functions in context (Bhattamishra et al. 2023): x in {-1, +1}^n, a fresh function per prompt, labels
 y in {-1, +1}, in Garg's interleaved format.
 
-Classes and their label-balancing rules (REFERENCES.md section 5): conjunctions and disjunctions (each variable
-a positive / negated / absent literal with probability 0.15 / 0.15 / 0.7; an example is forced to satisfy the
-conjunction, or violate the disjunction, with probability 0.3), sparse disjunctions (`literals` literals; forced
-to violate with probability 0.5, our choice: 4 random literals are true 15/16 of the time), 3-CNF and 3-DNF
-(`clauses` clauses of 3 literals; an example violates a random clause / satisfies a random term with probability
-0.3), majority over a random subset, 0-1 threshold functions (weights in {0, +-1}, threshold in -3..3), integer
-halfspaces (weights in -3..3), parity over a random subset, sparse parity (`k` of n bits), and nearest
-neighbour (the first `nn_random` labels are random, every later label copies its most similar earlier point's).
+Every class follows their code (satwik77/incontext-bool, src/bool_tasks.py; REFERENCES.md section 5):
+- conjunctions and disjunctions: each variable a positive / negated / absent literal with probability 0.15 / 0.15 /
+  0.7; an example is forced to satisfy the conjunction, or violate the disjunction, with probability 0.3;
+- sparse disjunctions: `literals` (4) positive literals; an example is forced to violate it with probability 0.3;
+- 3-CNF and 3-DNF: `clauses` (3) clauses / terms, each variable a positive / negated literal of each with
+  probability 0.1 / 0.1 (a clause may be empty: an empty CNF clause is false, an empty DNF term true, so such
+  prompts carry one label); one clause / term is chosen per prompt, and an example is forced to violate it (CNF,
+  probability 0.3) or satisfy it (DNF, probability 0.35);
+- majority over a random subset (each variable in it with probability 0.3), +1 when more than half of it is +1
+  (a tie, or the empty subset, is -1);
+- 0-1 threshold functions: weights 0 / +1 / -1 with probability 0.7 / 0.15 / 0.15, threshold uniform in
+  {-2.5, -1.5, ..., 2.5}, y = sign(w.x - threshold);
+- integer halfspaces (weights uniform in -3..3, y = sign(w.x - 0.5)); parity over a uniformly random subset;
+  sparse parity (`k` of n bits); nearest neighbour (the first `nn_random` labels are random, every later label
+  copies its most similar earlier point's).
 
 Teaching sequences (`teaching=True`, placed first in the prompt) for conjunctions and disjunctions (two
 examples that differ on every irrelevant bit, then one per relevant literal with that literal flipped: the
@@ -30,7 +37,8 @@ from .registry import register
 CLASSES = ("conjunction", "disjunction", "sparse_disjunction", "cnf", "dnf", "majority", "threshold", "halfspace",
            "parity", "sparse_parity", "nearest_neighbour")
 TEACHABLE = ("conjunction", "disjunction", "sparse_parity")
-FORCE = {"conjunction": 0.3, "disjunction": 0.3, "sparse_disjunction": 0.5, "cnf": 0.3, "dnf": 0.3}
+FORCE = {"conjunction": 0.3, "disjunction": 0.3, "sparse_disjunction": 0.3, "cnf": 0.3, "dnf": 0.35}
+CLAUSE_LITERAL = 0.1  # CNF / DNF: the probability that a variable is a positive (and, again, a negated) literal
 
 
 @register("boolean")
@@ -90,7 +98,7 @@ class BooleanFunctions:
 
     def draw_functions(self, batch: int, seed: int | None = None, generator: torch.Generator | None = None) -> dict:
         """`batch` functions of the class from its prior: the params `evaluate` computes labels from."""
-        return getattr(self, f"_draw_{self.fn}", self._draw_subset)(make_generator(seed, generator), batch)
+        return getattr(self, f"_draw_{self.fn}")(make_generator(seed, generator), batch)
 
     def _draw_conjunction(self, g, B):
         u = torch.rand(B, self.n, generator=g)
@@ -99,15 +107,20 @@ class BooleanFunctions:
     _draw_disjunction = _draw_conjunction
 
     def _draw_sparse_disjunction(self, g, B):
-        return {"literals": _random_literals(g, B, self.n, self.literals)}
+        return {"literals": _random_literals(g, B, self.n, self.literals).abs()}  # positive literals only
 
     def _draw_cnf(self, g, B):
-        return {"clauses": torch.stack([_random_literals(g, B, self.n, 3) for _ in range(self.clauses)], 1)}
+        u = torch.rand(B, self.clauses, self.n, generator=g)
+        return {"clauses": torch.where(u < CLAUSE_LITERAL, 1.0, torch.where(u < 2 * CLAUSE_LITERAL, -1.0, 0.0)),
+                "forced": torch.randint(0, self.clauses, (B,), generator=g)}  # the clause the forcing uses
 
     _draw_dnf = _draw_cnf
 
-    def _draw_subset(self, g, B):  # majority, parity
+    def _draw_parity(self, g, B):  # a uniformly random subset
         return {"subset": (torch.rand(B, self.n, generator=g) < 0.5).float()}
+
+    def _draw_majority(self, g, B):
+        return {"subset": (torch.rand(B, self.n, generator=g) < 0.3).float()}
 
     def _draw_nearest_neighbour(self, g, B):
         return {}
@@ -116,8 +129,9 @@ class BooleanFunctions:
         return {"subset": _random_literals(g, B, self.n, self.k).abs()}
 
     def _draw_threshold(self, g, B):
-        return {"weights": torch.randint(-1, 2, (B, self.n), generator=g).float(),
-                "threshold": torch.randint(-3, 4, (B,), generator=g).float()}
+        u = torch.rand(B, self.n, generator=g)
+        return {"weights": torch.where(u < 0.15, 1.0, torch.where(u < 0.3, -1.0, 0.0)),
+                "threshold": torch.randint(-3, 3, (B,), generator=g).float() + 0.5}  # -2.5 .. 2.5
 
     def _draw_halfspace(self, g, B):
         return {"weights": torch.randint(-3, 4, (B, self.n), generator=g).float(),
@@ -128,9 +142,8 @@ class BooleanFunctions:
         or violate (disjunctions, CNF) its function."""
         B, N, n = xs.shape
         forced = torch.rand(B, N, generator=g) < FORCE[self.fn]  # [B, N]
-        if self.fn in ("cnf", "dnf"):
-            which = torch.randint(0, self.clauses, (B, N), generator=g)
-            lits = params["clauses"][torch.arange(B)[:, None], which]  # [B, N, n]: the chosen clause / term
+        if self.fn in ("cnf", "dnf"):  # one clause / term per prompt, as in their code
+            lits = params["clauses"][torch.arange(B), params["forced"]][:, None, :].expand(B, N, n)
         else:
             lits = params["literals"][:, None, :].expand(B, N, n)
         sign = 1.0 if self.fn in ("conjunction", "dnf") else -1.0  # satisfy its literals, or falsify them
@@ -192,8 +205,8 @@ def evaluate(fn: str, params: dict, xs: torch.Tensor) -> torch.Tensor:
         if fn == "cnf":
             return _pm(true.any(-1).all(-1))
         return _pm((true | (lits == 0)).all(-1).any(-1))
-    if fn == "majority":
-        return _pm((xs * params["subset"][:, None]).sum(-1) >= 0)
+    if fn == "majority":  # sign(sum - 0.5): ties and the empty subset are -1
+        return _pm((xs * params["subset"][:, None]).sum(-1) > 0)
     if fn in ("threshold", "halfspace"):
         return _pm((xs * params["weights"][:, None]).sum(-1) - params["threshold"][:, None] > 0)
     if fn in ("parity", "sparse_parity"):

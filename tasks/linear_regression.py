@@ -39,7 +39,9 @@ class LinearRegression:
     "ill_conditioned" (two levels, 1 and 1/kappa, half the directions each: condition number kappa, Fu).
     Non-isotropic spectra are scaled to trace d, in a random eigenbasis fixed by `basis_seed`.
     x_dist "uniform" draws x ~ U(-x_range, x_range)^d (von Oswald's code uses x_range = 0.5).
-    sparsity s > 0 keeps s random coordinates of w per prompt (Garg's sparse variant).
+    sparsity s > 0 keeps s random coordinates of w per prompt (Garg's sparse variant); under the dimension
+    curriculum they are drawn among the d_active active coordinates, as their `SparseLinearRegression(valid_coords)`
+    does (all of them when s > d_active), so no prompt's weights land only on zeroed coordinates.
     x_scale multiplies every x (Garg's out-of-distribution "scaled x" prompts; 1 in training).
     """
 
@@ -96,8 +98,9 @@ class LinearRegression:
     def y_variance(self, d_active: int | None = None) -> float:
         """E[y^2]: the zero predictor's squared error, used to normalise errors (Garg: d). With d_active, x keeps
         only its first d_active coordinates (as `sample` draws it): E||x||^2 is then that block's trace."""
-        w_frac = self.sparsity / self.d if self.sparsity else 1.0
-        x_power = self.covariance().diagonal()[: d_active or self.d].sum() * self.x_scale**2
+        active = d_active or self.d
+        w_frac = min(self.sparsity, active) / active if self.sparsity else 1.0  # the kept share of active coords
+        x_power = self.covariance().diagonal()[:active].sum() * self.x_scale**2
         return float(self.w_std**2 * w_frac * x_power + self.noise_std**2)
 
     def sample(self, batch: int, n_points: int, seed: int | None = None, generator: torch.Generator | None = None,
@@ -121,8 +124,9 @@ class LinearRegression:
             check(1 <= d_active <= d, "d_active", f"between 1 and d = {d}", d_active)
             xs[..., d_active:] = 0
         w = torch.randn(B, d, generator=g, dtype=torch.float64) * self.w_std
-        if self.sparsity:
-            keep = torch.rand(B, d, generator=g).argsort(dim=1)[:, : self.sparsity]
+        if self.sparsity:  # s random coordinates among the active ones (their valid_coords)
+            active = d_active or d
+            keep = torch.rand(B, active, generator=g).argsort(dim=1)[:, : self.sparsity]  # [B, min(s, active)]
             w = w * torch.zeros(B, d, dtype=torch.float64).scatter_(1, keep, 1.0)
         ys = torch.einsum("bnd,bd->bn", xs, w)
         if self.noise_std:

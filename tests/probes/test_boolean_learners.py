@@ -66,6 +66,32 @@ def test_the_per_prompt_net_learns_a_single_literal():
     assert acc[:, -6:].mean() > 0.9 and acc[:, 0].sum() <= 16
 
 
+def test_the_last_prefix_net_alone_is_the_full_batch_s_last_net():
+    """Nets are independent (summed losses, per-parameter Adam): fitting only the last prefix's net from the same
+    initial weights gives the full computation's last column."""
+    from probes.prefix_nets import train_prefix_nets
+
+    p = tasks.get("boolean", n=5, fn="parity").sample(6, 9, seed=int(torch.randint(0, 10**6, ())))
+    X, y = p.xs.double(), (p.ys > 0).double()
+    B, N, n, h = 6, 9, 5, 8
+    params = [torch.randn(B, N, n, h, dtype=torch.float64), torch.randn(B, N, 1, h, dtype=torch.float64),
+              torch.randn(B, N, h, dtype=torch.float64), torch.randn(B, N, 1, dtype=torch.float64)]
+    bce = lambda out, target: torch.nn.functional.binary_cross_entropy_with_logits(out, target, reduction="none")  # noqa: E731
+    full = train_prefix_nets(X, y, params, 30, 0.05, torch.tanh, bce)  # [B, N]
+    last = train_prefix_nets(X, y, [q[:, -1:] for q in params], 30, 0.05, torch.tanh, bce, at=torch.tensor([N - 1]))
+    torch.testing.assert_close(last[:, 0], full[:, -1], rtol=0, atol=1e-9)
+    only = probes.solve("mlp", p, last_only=True)
+    assert only.shape == (B, N) and (only[:, :-1] == 0).all() and (only[:, -1] != 0).all()
+
+
+def test_a_zero_score_is_wrong_and_the_null_classifier_says_minus_one():
+    """Their accuracy is y == sign(score): an abstention (score 0) is wrong whatever the label."""
+    ys = torch.tensor([[1.0, -1.0, 1.0, -1.0]])
+    assert accuracy(torch.tensor([[0.0, 0.0, 2.0, 0.5]]), ys).tolist() == [[0.0, 0.0, 1.0, 0.0]]
+    p = tasks.get("boolean", n=4, fn="majority").sample(3, 5, seed=int(torch.randint(0, 10**6, ())))
+    assert (probes.solve("null", p) == -1).all()
+
+
 def test_elimination_refuses_an_unknown_kind():
     p = tasks.get("boolean", n=4).sample(2, 3, seed=0)
     with pytest.raises(ValueError, match="conjunction or disjunction"):

@@ -19,7 +19,7 @@ def _label(fn: str, params: dict, b: int, x: list, task) -> float:
             return 1.0 if all(any(x[j] == s for j, s in c) for c in groups) else -1.0
         return 1.0 if any(all(x[j] == s for j, s in c) for c in groups) else -1.0
     if fn == "majority":
-        return 1.0 if sum(x[j] for j, m in enumerate(params["subset"][b].tolist()) if m) >= 0 else -1.0
+        return 1.0 if sum(x[j] for j, m in enumerate(params["subset"][b].tolist()) if m) > 0 else -1.0  # tie: -1
     if fn in ("threshold", "halfspace"):
         total = sum(w * xj for w, xj in zip(params["weights"][b].tolist(), x))
         return 1.0 if total - params["threshold"][b].item() > 0 else -1.0

@@ -59,6 +59,22 @@ def test_sparsity_noise_and_y_variance():
     assert task.y_variance() == pytest.approx(4.0 * 3 + 0.25)
 
 
+@pytest.mark.parametrize("d, s, d_active", [(20, 3, 5), (5, 2, 2), (20, 5, 3), (8, 3, 8)])
+def test_sparse_weights_lie_among_the_active_coordinates(d, s, d_active):
+    """Garg et al.'s SparseLinearRegression(valid_coords=d_active): the s nonzero weights are a uniform s-subset of
+    the active coordinates (all of them when s > d_active), so no prompt is y = 0 everywhere."""
+    task = tasks.get("linear_regression", d=d, sparsity=s)
+    p = task.sample(6000, 7, seed=5, d_active=d_active, dtype=torch.float64)
+    nonzero = p.params["w"] != 0  # [B, d]
+    kept = min(s, d_active)
+    assert (nonzero.sum(1) == kept).all() and not nonzero[:, d_active:].any()
+    assert (p.ys.abs().amax(1) > 0).all()
+    freq = nonzero[:, :d_active].double().mean(0)  # each active coordinate kept with probability kept / d_active
+    torch.testing.assert_close(freq, torch.full((d_active,), kept / d_active, dtype=torch.float64), rtol=0, atol=0.03)
+    assert (p.ys**2).mean().item() == pytest.approx(task.y_variance(d_active), rel=0.06)
+    assert task.y_variance(d_active) == pytest.approx(kept)
+
+
 def test_d_active_zeroes_trailing_coordinates():
     p = tasks.get("linear_regression", d=7).sample(4, 6, seed=0, d_active=3)
     assert (p.xs[..., 3:] == 0).all() and (p.xs[..., :3] != 0).all()
