@@ -126,7 +126,8 @@ def analyse_table(ctx):
             net = float(accuracy(solve("mlp", p, last_only=True), p.ys)[:, -1].mean())
             tables["all"][fn]["per-prompt net"] = tables["last"][fn]["per-prompt net"] = net
     columns = list(s["archs"]) + baseline_names + (["per-prompt net"] if "sparse_parity" in s["classes"] else [])
-    table_figure(tables["all"], columns, ctx.figures / "table.png", "accuracy averaged over all prefixes (their measure)")
+    table_figure(tables["all"], columns, ctx.figures / "table.png",
+                 "accuracy averaged over all prefixes (their measure)")
     table_figure(tables["last"], columns, ctx.figures / "table_last_prefix.png", "accuracy at the last prefix")
     claims = _table_claims(s, tables)
     return claims, {"table": tables["all"], "table_last_prefix": tables["last"], "columns": columns, "n": s["n"],
