@@ -80,6 +80,11 @@ def test_boolean_page_recomputes_for_another_class(app):
     app.sidebar.selectbox(key="run_picker").set_value("bool").run()
     _page(app, "views/boolean.py")
     assert not app.error
+    labels = [m.label for m in app.metric]
+    assert labels[:2] == ["Model accuracy, all prefixes (the paper's measure)", "Model accuracy at the last prefix"]
+    table = app.dataframe[0].value
+    assert list(table.columns) == ["learner", "all prefixes", "last prefix"] and "null (-1)" in set(table["learner"])
+    assert (table.set_index("learner").loc["null (-1)", "all prefixes"] < 1)  # always -1: wrong on every +1 label
     before = [m.value for m in app.metric]
     app.selectbox(key="bool_fn").set_value("parity").run()
     assert not app.exception and "out of its training distribution" in _texts(app)

@@ -105,3 +105,33 @@ def test_every_scale_of_every_experiment_passes_the_config_check(name):
     for scale in exp.scales.values():
         for t in exp.trainings(scale):
             make_config(t.preset, t.overrides)  # raises ConfigError naming the key
+
+
+def test_boolean_claims_follow_their_measure_and_the_parity_floor():
+    """Near-perfect = as good as literal elimination over all prefixes (and >= 0.95 at the last one); at chance on
+    parities = no better than the better of the query-only guess and 1-NN; the per-prompt net at the last prefix."""
+    from probes.experiments.bhattamishra import SCALES, _table_claims
+
+    s = {**SCALES["quick"], "classes": ("conjunction", "sparse_parity"), "archs": ("transformer", "lstm")}
+    every = {"conjunction": {"transformer": 0.83, "lstm": 0.7, "exact": 0.85, "1-nn": 0.6},
+             "sparse_parity": {"transformer": 0.74, "lstm": 0.70, "query only": 0.59, "1-nn": 0.72,
+                               "per-prompt net": 0.93}}
+    last = {"conjunction": {"transformer": 0.97}, "sparse_parity": {"per-prompt net": 0.93}}
+    near, near_last, chance, net = _table_claims(s, {"all": every, "last": last})
+    assert near["passed"] and near["ours"] == pytest.approx(0.02) and near_last["passed"]
+    assert chance["passed"] and chance["ours"] == pytest.approx(0.02)  # 0.74 against 1-NN's 0.72, not 0.5
+    assert net["passed"] and net["ours"] == 0.93
+    every["sparse_parity"]["transformer"] = 0.9  # it learned something in context: above both floors
+    every["conjunction"]["transformer"] = 0.78
+    claims = _table_claims(s, {"all": every, "last": last})
+    assert not claims[0]["passed"] and not claims[2]["passed"] and "transformer" in claims[2]["claim"]
+
+
+def test_the_sparse_claims_read_below_k_equals_d():
+    from probes.experiments.garg import _sparse_claims
+
+    below = {"model": 0.40, "ols": 0.53, "lasso": 0.39}
+    beats_ls, matches_lasso = _sparse_claims(below, 0.05, d=6, sparsity=1)
+    assert beats_ls["passed"] and beats_ls["ours"] == pytest.approx(-0.13) and matches_lasso["passed"]
+    beats_ls, matches_lasso = _sparse_claims({**below, "model": 0.6}, 0.05, d=6, sparsity=1)
+    assert not beats_ls["passed"] and not matches_lasso["passed"]
