@@ -101,8 +101,7 @@ class BooleanFunctions:
         return getattr(self, f"_draw_{self.fn}")(make_generator(seed, generator), batch)
 
     def _draw_conjunction(self, g, B):
-        u = torch.rand(B, self.n, generator=g)
-        return {"literals": torch.where(u < 0.15, 1.0, torch.where(u < 0.3, -1.0, 0.0))}  # +1 x_i, -1 not x_i
+        return {"literals": _signs(torch.rand(B, self.n, generator=g), 0.15)}  # +1 x_i, -1 not x_i
 
     _draw_disjunction = _draw_conjunction
 
@@ -110,8 +109,7 @@ class BooleanFunctions:
         return {"literals": _random_literals(g, B, self.n, self.literals).abs()}  # positive literals only
 
     def _draw_cnf(self, g, B):
-        u = torch.rand(B, self.clauses, self.n, generator=g)
-        return {"clauses": torch.where(u < CLAUSE_LITERAL, 1.0, torch.where(u < 2 * CLAUSE_LITERAL, -1.0, 0.0)),
+        return {"clauses": _signs(torch.rand(B, self.clauses, self.n, generator=g), CLAUSE_LITERAL),
                 "forced": torch.randint(0, self.clauses, (B,), generator=g)}  # the clause the forcing uses
 
     _draw_dnf = _draw_cnf
@@ -129,8 +127,7 @@ class BooleanFunctions:
         return {"subset": _random_literals(g, B, self.n, self.k).abs()}
 
     def _draw_threshold(self, g, B):
-        u = torch.rand(B, self.n, generator=g)
-        return {"weights": torch.where(u < 0.15, 1.0, torch.where(u < 0.3, -1.0, 0.0)),
+        return {"weights": _signs(torch.rand(B, self.n, generator=g), 0.15),
                 "threshold": torch.randint(-3, 3, (B,), generator=g).float() + 0.5}  # -2.5 .. 2.5
 
     def _draw_halfspace(self, g, B):
@@ -178,6 +175,11 @@ class BooleanFunctions:
 
     def __repr__(self):
         return f"BooleanFunctions(fn={self.fn}, n={self.n}{', teaching' if self.teaching else ''})"
+
+
+def _signs(u: torch.Tensor, p: float) -> torch.Tensor:
+    """+1 where the uniform draw u < p, -1 where p <= u < 2p, else 0 (their np.random.choice([0, 1, -1]))."""
+    return torch.where(u < p, 1.0, torch.where(u < 2 * p, -1.0, 0.0))
 
 
 def _random_literals(g, B, n, count):
