@@ -227,7 +227,7 @@ def lasso(xs, ys, alpha: float = 0.1, tol: float = 1e-9, max_iters: int = 100_00
 
 SOLVERS = {"zero": zero, "averaging": averaging, "knn": knn, "ols": ols, "ridge": ridge, "gd": gd,
            "gdpp": gdpp, "newton": newton, "lasso": lasso}
-SOLVERS.update(boolean_learners.LEARNERS)  # majority, elimination, gf2, mlp (Boolean tasks)
+SOLVERS.update(boolean_learners.LEARNERS)  # null, majority, elimination, gf2, mlp (Boolean tasks)
 SOLVERS.update(function_learners.LEARNERS)  # tree, boosted_trees, relu_net (Garg et al.'s nonlinear classes)
 
 

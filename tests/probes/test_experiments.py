@@ -134,3 +134,20 @@ def test_the_sparse_claims_read_below_k_equals_d():
     assert beats_ls["passed"] and beats_ls["ours"] == pytest.approx(-0.13) and matches_lasso["passed"]
     beats_ls, matches_lasso = _sparse_claims({**below, "model": 0.6}, 0.05, d=6, sparsity=1)
     assert not beats_ls["passed"] and not matches_lasso["passed"]
+
+
+def test_garg_classes_paper_scale_uses_their_prompt_lengths():
+    """dtsip/in-context-learning src/conf: sparse regression 11 -> 41 points (+2 every 2000 steps), s = 3; trees and
+    ReLU nets 26 -> 101 (+5 every 2000 steps); dims 5 -> 20 for all."""
+    from lab.config import make_config
+
+    exp = experiments.get("garg-classes")
+    cfg = {t.name: make_config(t.preset, t.overrides) for t in exp.trainings(exp.scales["paper"])}
+    c = cfg["sparse"]
+    assert (c.task.n_points, c.task.params["sparsity"], c.curriculum.points_start, c.curriculum.points_inc) == \
+        (41, 3, 11, 2)
+    for name in ("tree", "relu"):
+        c = cfg[name]
+        assert (c.task.n_points, c.curriculum.points_start, c.curriculum.points_end, c.curriculum.points_inc,
+                c.curriculum.points_interval) == (101, 26, 101, 5, 2000)
+    assert {(c.curriculum.dims_start, c.task.params["d"]) for c in cfg.values()} == {(5, 20)}
