@@ -172,7 +172,7 @@ def analyse_classes(ctx):
 
 
 def _sparse_claims(below: dict, margin: float, d: int, sparsity: int) -> list[dict]:
-    """Garg et al. fig. 5 (sparse linear functions): below k = d, where noiseless least squares is not yet exact and
+    """Garg et al. sec. 4 (sparse linear functions): below k = d, where noiseless least squares is not yet exact and
     sparsity helps, the transformer is below least squares and matches Lasso (mean error over 1 <= k < d)."""
     model, ols, lasso = below["model"], below["ols"], below["lasso"]
     where = f"mean error over 1 <= k < d = {d}, s = {sparsity}"
