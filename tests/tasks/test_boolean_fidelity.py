@@ -49,10 +49,13 @@ def _theirs(fn: str, n: int, rng) -> np.ndarray:
     raise AssertionError(fn)
 
 
-def _stats(ys: np.ndarray) -> tuple[float, float]:
-    """(P(y = +1), the share of prompts whose labels are all one value) of labels [prompts, points]."""
-    single = (np.abs(ys.sum(1)) == ys.shape[1]).mean()
-    return float((ys > 0).mean()), float(single)
+def _stats(ys: np.ndarray) -> tuple[float, float, float, float]:
+    """(P(y = +1), the share of prompts whose labels are all one value) of labels [prompts, points], and the standard
+    error of each (examples within a prompt are correlated: the error of P(+1) is that of the per-prompt means)."""
+    positive = (ys > 0).mean(1)  # [prompts]
+    single = (np.abs(ys.sum(1)) == ys.shape[1]).astype(float)
+    n = len(ys)
+    return float(positive.mean()), float(single.mean()), float(positive.std() / n**0.5), float(single.std() / n**0.5)
 
 
 @pytest.mark.parametrize("fn, n", [("sparse_disjunction", 28), ("cnf", 28), ("dnf", 28), ("cnf", 6), ("dnf", 6),
@@ -62,9 +65,9 @@ def test_label_balance_and_single_label_prompts_match_their_rule(fn, n):
     theirs = np.stack([_theirs(fn, n, rng) for _ in range(PROMPTS)])
     assert set(np.unique(theirs)) <= {-1.0, 1.0}  # their arithmetic never hits sign(0)
     ours = tasks.get("boolean", n=n, fn=fn).sample(PROMPTS, POINTS, seed=int(rng.integers(2**31))).ys.numpy()
-    (p_theirs, single_theirs), (p_ours, single_ours) = _stats(theirs), _stats(ours)
-    assert abs(p_ours - p_theirs) < 0.035, (p_ours, p_theirs)  # prompts are correlated: ~4 standard errors
-    assert abs(single_ours - single_theirs) < 0.04, (single_ours, single_theirs)
+    (p_theirs, single_theirs, se_p, se_s), (p_ours, single_ours, se_p2, se_s2) = _stats(theirs), _stats(ours)
+    assert abs(p_ours - p_theirs) < 5 * np.hypot(se_p, se_p2) + 1e-3, (p_ours, p_theirs)  # 5 standard errors
+    assert abs(single_ours - single_theirs) < 5 * np.hypot(se_s, se_s2) + 1e-3, (single_ours, single_theirs)
 
 
 def test_their_measured_balance_points():
@@ -74,8 +77,8 @@ def test_their_measured_balance_points():
         return _stats(tasks.get("boolean", n=n, fn=fn).sample(PROMPTS, POINTS, seed=SEED).ys.numpy())
 
     for fn, n, p in (("sparse_disjunction", 28, 0.655), ("cnf", 28, 0.595), ("dnf", 28, 0.447), ("majority", 6, 0.345)):
-        assert ours(fn, n)[0] == pytest.approx(p, abs=0.035), fn
-    assert ours("cnf", 6)[1] == pytest.approx(0.64, abs=0.04)
+        assert ours(fn, n)[0] == pytest.approx(p, abs=0.04), fn  # their numbers, from a sample of unknown size
+    assert ours("cnf", 6)[1] == pytest.approx(0.64, abs=0.07)
 
 
 def test_function_support_follows_their_priors():
