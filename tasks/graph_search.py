@@ -2,30 +2,37 @@
 
 A prompt is a directed acyclic graph with random vertex ids, given as its shuffled edge list, then the query
 (start s, goal g), then the path so far; the target is the set of children of the current vertex from which g is
-still reachable (a prediction is correct if it is in the set). Three training distributions:
+still reachable (a prediction is correct if it is in the set). The three training distributions are their
+generator's (tasks/graph_generators.py, rule for rule):
 
-- naive: a random DAG (each vertex after the first takes 1..max_parents parents among the earlier ones), start
-  and goal a random connected pair; its lookahead is skewed small.
-- star: the start with 2 or more arms of equal length; the goal is the tip of one arm.
-- balanced: lookahead L uniform in 0..max_lookahead: the goal path s -> p_1 -> ... -> p_L -> g (L + 1 edges), a
-  distractor arm from s of L + 1 or L + 2 edges, then, as in their generator, a chain of a random number of
-  ancestors ending at s ("prefix vertices": s is not always a source), and the other vertices either hanging off
-  earlier vertices (they never reach g) or feeding into them (children among earlier vertices, never reachable from
-  s: the goal path gets other parents, as in naive graphs), so the measured lookahead is exactly L.
+- naive: a random DAG of 3..n_vertices-1 vertices (one parent w.p. 1/2, else 1..max_parents), start and goal two
+  distinct vertices (not the last) joined by a path; its lookahead is skewed small.
+- star: spokes of equal length from the start, the (length, count) pair uniform over those that fit; the goal is
+  the tip of one spoke.
+- balanced: lookahead L uniform in 0..max_lookahead: the goal path s -> 1 -> ... -> L = g, 1..(E-1)/L - 1 distractor
+  arms of L or L + 1 vertices (L = 0: s has the single child g), prefix ancestors of s, extra vertices whose
+  children and parents are drawn by degree; a graph is kept only if its measured lookahead is L.
 
-Lookahead of an example = dist(current, goal) - 1: how many edges past the current vertex's children a search must
-follow to see which child leads to the goal. Everything is generated as batched tensor operations (adjacency
-[B, N, N], reachability by repeated boolean squaring), on the CPU from a seed, so a seed gives the same graphs on
-every device.
+Every graph has at most max_edges = n_vertices edges (their cap). With unique_answer, their test filter: the current
+vertex has >= 2 children and exactly one leads to the goal (their naive test sets, and the per-lookahead ones).
+
+Lookahead of an example is theirs (`lookahead_depth`): the breadth-first steps from the current vertex's children
+until the goal is met or only the answer's branch is left: dist(current, goal) when every other branch is at least
+as long, 0 when the current vertex has a single child. (The lab's earlier convention, dist - 1, was theirs minus
+one.) Graphs are drawn one at a time in plain Python from a seed (their rejection steps do not batch), then turned
+into batched tensors (adjacency [B, N, N], reachability by repeated boolean squaring), so a seed gives the same
+graphs on every device.
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
 from .checks import check, check_choices, check_counts
+from .graph_generators import balanced_graph, descendants, lookahead_depth, naive_graph, shortest_next_steps, star_graph
 from .linear_regression import make_generator
 from .prompts import Prompts
 from .registry import register
@@ -66,28 +73,17 @@ def _pick(mask: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return scores.argmax(-1)
 
 
-def _k_smallest(scores: torch.Tensor, k: torch.Tensor, dim: int) -> torch.Tensor:
-    """Mask of the k smallest scores along `dim` (k: the count per slice, shaped as scores without `dim`)."""
-    kth = scores.sort(dim).values.gather(dim, (k - 1).unsqueeze(dim))
-    return scores <= kth
-
-
-def _uniform_int(lo: torch.Tensor | int, hi: torch.Tensor | int, shape, g) -> torch.Tensor:
-    """Integers uniform in [lo, hi] (inclusive, elementwise)."""
-    lo, hi = torch.as_tensor(lo), torch.as_tensor(hi)
-    return lo + torch.minimum((torch.rand(shape, generator=g) * (hi - lo + 1)).long(), hi - lo)
-
-
 @register("graph_search")
 @dataclass
 class GraphSearch:
-    n_vertices: int = 16  # the most vertices a graph has (graphs have between about half of it and all of it)
+    n_vertices: int = 16  # the most vertices a graph has (their (max_input_size - 5) / 3); also the most edges
     distribution: Literal[DISTRIBUTIONS] = "balanced"
     max_lookahead: int = -1  # balanced / star: lookahead uniform in 0..max_lookahead (-1: the largest that fits)
     lookahead: int = -1  # >= 0: every graph has exactly this lookahead (a per-lookahead test set); not for naive
-    max_parents: int = 3  # naive: each vertex after the first takes 1..max_parents parents
+    max_parents: int = 3  # naive: 1 parent w.p. 1/2, else 1..max_parents; balanced extras: 0..max_parents children
     step: Literal["first", "any"] = "first"  # first: the path so far is [s]; any: a random prefix of a path to g
     n_ids: int = 0  # vertex ids are a random injection into 0..n_ids-1 per graph (0: n_vertices)
+    unique_answer: bool = False  # their test sets: the current vertex has >= 2 children and exactly one leads to g
 
     metric = "accuracy"
     objective = "set"  # cross-entropy of the target set: -log of the softmax mass on it
@@ -106,10 +102,12 @@ class GraphSearch:
               self.max_lookahead)
         check(self.lookahead == -1 or (self.distribution != "naive" and 0 <= self.lookahead <= most), "lookahead",
               f"-1, or 0..{most} with distribution balanced or star", self.lookahead)
+        check(not (self.unique_answer and self.lookahead == 0), "unique_answer",
+              "false with lookahead 0 (a lookahead-0 vertex has a single child)", self.unique_answer)
 
     def largest_lookahead(self) -> int:
-        """Balanced: the goal path and a distractor arm need 2L + 3 vertices; star: two arms of L + 1 need 2L + 3."""
-        return (self.n_vertices - 3) // 2
+        """Their largest lookahead, ((max_input_size - 5) / 3 - 1) / 2: the goal path and another arm of L edges."""
+        return (self.n_vertices - 1) // 2
 
     @property
     def d(self) -> int:
@@ -125,79 +123,55 @@ class GraphSearch:
 
     @property
     def max_edges(self) -> int:
-        return (self.n_vertices - 1) * max(self.max_parents, 2)
+        """Their cap: a graph has at most as many edges as the largest graph has vertices."""
+        return self.n_vertices
 
     def seq_len(self) -> int:
         """The longest prompt: 3 tokens per edge, the query (Q s g), P and the path (at most n_vertices - 1)."""
         return 3 * self.max_edges + 3 + 1 + (1 if self.step == "first" else self.n_vertices - 1)
 
-    # ---- the three distributions, in topological index space (vertex 0 is the start) ------------------------
-    def _naive(self, B, g):
-        N = self.n_vertices
-        n_real = _uniform_int(N // 2 + 1, N, (B,), g)  # [B]
-        j = torch.arange(N)
-        k = _uniform_int(1, self.max_parents, (B, N), g).clamp(max=j.clamp(min=1))  # parents wanted per vertex
-        earlier = j[:, None] < j[None, :]  # [parent, child]
-        scores = torch.rand(B, N, N, generator=g).masked_fill(~earlier, 2.0)  # [B, parent, child]
-        # k random earlier parents per child, among the graph's real vertices
-        adj = _k_smallest(scores, k, 1) & earlier & (j[None, None, :] < n_real[:, None, None])
-        reach = reachability(adj)
-        pair = _pick(reach.flatten(1), g)  # a uniformly random connected (start, goal) pair
-        start, goal = pair // N, pair % N
-        return adj, start, goal, n_real
+    # ---- one graph of each distribution, drawn until it passes their filters --------------------------------
+    def _top(self) -> int:
+        return self.max_lookahead if self.max_lookahead >= 0 else self.largest_lookahead()
 
-    def _star(self, B, g, L):
+    def _candidate(self, rng: random.Random, L: int | None):
+        """(children, start, goal) before the filters; L: the lookahead asked for (None: naive)."""
         N = self.n_vertices
-        if L is None:
-            arms = _uniform_int(2, N - 1, (B,), g)
-            length = _uniform_int(1, (N - 1) // arms, (B,), g)  # [B]
-            cap = self.max_lookahead if self.max_lookahead >= 0 else self.largest_lookahead()
-            length = length.clamp(max=cap + 1)
-        else:
-            length = torch.full((B,), L + 1)
-            arms = _uniform_int(2, (N - 1) // (L + 1), (B,), g)
-        v = torch.arange(1, N)
-        parent = torch.where((v[None] - 1) % length[:, None] == 0, 0, v[None] - 1)  # [B, N-1]
-        real = v[None] <= arms[:, None] * length[:, None]
-        adj = torch.zeros(B, N, N, dtype=torch.bool)
-        b, c = real.nonzero(as_tuple=True)
-        adj[b, parent[b, c], v[c]] = True
-        goal = _uniform_int(0, arms - 1, (B,), g) * length + length  # the tip of a random arm
-        return adj, torch.zeros(B, dtype=torch.long), goal, 1 + arms * length
+        if self.distribution == "naive":  # their "simple" distribution: 3..N-1 vertices
+            return naive_graph(rng, rng.randrange(3, N), self.max_parents)
+        if self.distribution == "star":  # (spoke length, spoke count) uniform over the pairs that fit
+            pairs = [(n, c) for n in range(1, self._top() + 1) for c in range(1, (N - 1) // n + 1)]
+            if self.lookahead >= 0:
+                pairs = [(n, c) for n, c in pairs if (n if c > 1 else 0) == L]
+            return star_graph(*rng.choice(pairs))
+        paths = rng.randint(1, 2) if L == 0 else rng.randint(2, (self.max_edges - 1) // L)
+        n = min(L * paths + 1 + rng.randrange(6), N, self.max_edges + 1)
+        return balanced_graph(rng, n, L, paths, self.max_parents, N)
 
-    def _balanced(self, B, g, L):
-        N = self.n_vertices
-        most = self.max_lookahead if self.max_lookahead >= 0 else self.largest_lookahead()
-        L = torch.full((B,), L) if L is not None else _uniform_int(0, most, (B,), g)
-        n_real = _uniform_int(2 * L + 3, N, (B,), g)
-        arm = L + 1 + ((torch.rand(B, generator=g) < 0.5) & (2 * L + 4 <= n_real)).long()  # distractor edges
-        v = torch.arange(1, N)[None]  # [1, N-1]
-        goal = L + 1
-        on_distractor = (v > goal[:, None]) & (v <= (goal + arm)[:, None])
-        first_distractor = v == (goal + 1)[:, None]
-        extra = (v > (goal + arm)[:, None]) & (v < n_real[:, None])
-        n_prefix = _uniform_int(0, (n_real - 1 - goal - arm).clamp(min=0), (B,), g)  # [B]
-        prefix = extra & (v <= (goal + arm + n_prefix)[:, None])  # a chain of ancestors ending at s
-        feeding = extra & ~prefix & (torch.rand(B, N - 1, generator=g) < 0.5)  # edges into earlier vertices
-        extra = extra & ~prefix & ~feeding
-        random_parent = (torch.rand(B, N - 1, generator=g) * v).long()  # uniform in 0..v-1
-        parent = torch.where(first_distractor, 0, v - 1)
-        parent = torch.where(extra, random_parent, parent)
-        adj = torch.zeros(B, N, N, dtype=torch.bool)
-        real = (v <= goal[:, None]) | on_distractor | extra
-        b, c = real.nonzero(as_tuple=True)
-        adj[b, parent[b, c], c + 1] = True
-        b, c = prefix.nonzero(as_tuple=True)  # prefix vertex v -> v - 1, the first one -> s
-        adj[b, c + 1, torch.where(c + 1 == goal[b] + arm[b] + 1, 0, c)] = True
-        # a feeding vertex v: 1..max_parents children among the vertices before it and no parents but other feeding
-        # ones, so no feeding vertex is reachable from s (acyclic; s's children and the lookahead stay as built)
-        k = torch.minimum(_uniform_int(1, self.max_parents, (B, N - 1), g), v)  # [B, N-1]
-        scores = torch.rand(B, N - 1, N, generator=g).masked_fill(torch.arange(N) >= v[..., None], 2.0)  # [B, v, child]
-        adj[:, 1:] |= _k_smallest(scores, k, -1) & feeding.unsqueeze(-1)
-        second = extra & (torch.rand(B, N - 1, generator=g) < 0.5)  # half the extras get a second parent
-        b, c = second.nonzero(as_tuple=True)
-        adj[b, (torch.rand(len(b), generator=g) * (c + 1)).long(), c + 1] = True
-        return adj, torch.zeros(B, dtype=torch.long), goal, n_real
+    def _draw(self, rng: random.Random):
+        """(children, start, goal, answer): the lookahead L drawn once (balanced: uniform in 0..max_lookahead), then
+        graphs drawn until one passes their filters: a path s -> g of >= 1 edge, at most max_edges edges, lookahead L
+        (measured by their `lookahead_depth` at s towards a random shortest-path child; star graphs have it by
+        construction), and with unique_answer their test filter."""
+        L = None
+        if self.lookahead >= 0:
+            L = self.lookahead
+        elif self.distribution == "balanced":
+            L = rng.randrange(self._top() + 1)
+        while True:
+            children, start, goal = self._candidate(rng, L)
+            best, dist = shortest_next_steps(children, start, goal)
+            if not best or sum(map(len, children)) > self.max_edges:
+                continue
+            answer = rng.choice(best)
+            if L is not None and lookahead_depth(children, start, answer, goal) != L:
+                continue
+            if self.unique_answer:
+                useful = [c for c in children[start] if c == goal or goal in descendants(children, c)]
+                shortest = min(L, 2) if L is not None else 2  # their test: paths of more than this many vertices
+                if len(children[start]) < 2 or len(useful) != 1 or dist + 1 <= shortest:
+                    continue
+            return children, start, goal, answer
 
     # ---- sampling ------------------------------------------------------------------------------------------
     def sample(self, batch: int, n_points: int | None = None, seed: int | None = None,
@@ -213,9 +187,13 @@ class GraphSearch:
         check(d_active is None, "d_active", "None (no dimension curriculum for graph search)", d_active)
         g = make_generator(seed, generator)
         B, N = batch, self.n_vertices
-        L = None if self.lookahead < 0 else self.lookahead
-        adj, start, goal, n_real = {"naive": lambda: self._naive(B, g), "star": lambda: self._star(B, g, L),
-                                    "balanced": lambda: self._balanced(B, g, L)}[self.distribution]()
+        rng = random.Random(int(torch.randint(2**62, (1,), generator=g)))
+        graphs = [self._draw(rng) for _ in range(B)]
+        adj = torch.zeros(B, N, N, dtype=torch.bool)
+        adj[tuple(torch.tensor([(b, u, v) for b, (children, *_) in enumerate(graphs)
+                                for u, cs in enumerate(children) for v in cs]).T)] = True
+        start, goal, answer = (torch.tensor([gr[i] for gr in graphs]) for i in (1, 2, 3))
+        n_real = torch.tensor([len(gr[0]) for gr in graphs])
         reach = reachability(adj)
         leads = reach | torch.eye(N, dtype=torch.bool)  # leads[b, c, goal]: c is the goal or reaches it
         rows = torch.arange(B)
@@ -233,8 +211,11 @@ class GraphSearch:
                 current = torch.where(moving, nxt, current)
                 path[moving, t] = nxt[moving]
                 path_len += moving.long()
+            answer = torch.tensor([rng.choice(shortest_next_steps(gr[0], int(c), gr[2])[0])
+                                   for gr, c in zip(graphs, current)])
+        lookahead = torch.tensor([lookahead_depth(gr[0], int(c), int(a), gr[2])
+                                  for gr, c, a in zip(graphs, current, answer)])
         target = adj[rows, current] & leads[rows, :, goal]  # [B, N] children of current leading to the goal
-        lookahead = distances_from(adj, current)[rows, goal] - 1
 
         ids = torch.rand(B, self.ids, generator=g).argsort(1)[:, :N]  # [B, N] topological index -> vertex id
         flat = adj.flatten(1)  # [B, N*N]
