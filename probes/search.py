@@ -46,10 +46,17 @@ def _summary(correct: torch.Tensor, n_boot: int = 500) -> dict:
 
 
 def held_out_task(task, **changes):
-    """`task` with other settings (distribution, lookahead) at the same graph size and id range, first step."""
+    """`task` with other settings (distribution, lookahead) at the same graph size and id range, first step, and
+    their test filter (unique_answer: >= 2 children at the current vertex, one of them leading to the goal), which a
+    lookahead-0 set cannot have."""
     kw = {"n_vertices": task.n_vertices, "max_parents": task.max_parents, "n_ids": task.n_ids, "step": "first",
-          "distribution": task.distribution}
+          "distribution": task.distribution, "unique_answer": changes.get("lookahead", -1) != 0}
     return tasks.get("graph_search", **{**kw, **changes})
+
+
+def lookaheads_tested(task) -> list[int]:
+    """Their per-lookahead test sets: 1..the largest lookahead (lookahead 0 has a single child: nothing to test)."""
+    return list(range(1, held_out_task(task).largest_lookahead() + 1))
 
 
 def accuracy_on(model, task, n: int = 1000, seed: int = TEST_SEED) -> dict:
@@ -60,9 +67,8 @@ def accuracy_on(model, task, n: int = 1000, seed: int = TEST_SEED) -> dict:
 
 def accuracy_by_lookahead(model, task, n: int = 500, lookaheads=None) -> dict:
     """{lookahead: accuracy summary} on balanced test sets (one per lookahead, held out) of `task`'s graph size."""
-    top = held_out_task(task).largest_lookahead()
     out = {}
-    for L in (range(top + 1) if lookaheads is None else lookaheads):
+    for L in (lookaheads_tested(task) if lookaheads is None else lookaheads):
         test = held_out_task(task, distribution="balanced", lookahead=L)
         out[int(L)] = accuracy_on(model, test, n, seed=TEST_SEED + 1 + L)
     return out
@@ -190,16 +196,18 @@ def token_role(tokens: list[int], pos: int, graph, start: int, goal: int) -> str
     return f"{slot}:{vertex}"
 
 
-def circuit_reach(model, task, n_prompts: int = 40, threshold: float | None = None,
+THEIR_LOGIT_DROP = 0.4  # trace_circuit.py: an entry matters when perturbing it lowers the output logit by > 0.4
+
+
+def circuit_reach(model, task, n_prompts: int = 40, threshold: float = THEIR_LOGIT_DROP,
                   seed: int = TEST_SEED + 300) -> dict:
     """Saparov et al.'s mechanism measure, aggregated over held-out prompts: trace each prompt's output through the
-    attention entries whose zeroing or maxing lowers the predicted logit by more than `threshold` (default
-    sqrt(d_model) / 2, theirs), and read the path-merge length per block (`merge_path_lengths`). The paper: about
-    2^(l - 1) after block l. Control: the same circuits with random keys. Returns per-block means over prompts
-    ("merge_length", "control"), the share of prompts whose length reaches min(2^(l - 1), the graph's longest path)
-    ("doubling_share"), kept entries per block, the most frequent (query role <- key role) per block ("roles",
-    `token_role`: what the circuit reads), and the prompts' longest paths."""
-    threshold = model.cfg.d_model ** 0.5 / 2 if threshold is None else threshold
+    attention entries whose zeroing or maxing lowers the predicted logit by more than `threshold` (their 0.4), and
+    read the path-merge length per block (`merge_path_lengths`). The paper: about 2^(l - 1) after block l. Control:
+    the same circuits with random keys. Returns per-block means over prompts ("merge_length", "control"), the share
+    of prompts whose length reaches min(2^(l - 1), the graph's longest path) ("doubling_share"), kept entries per
+    block, the most frequent (query role <- key role) per block ("roles", `token_role`: what the circuit reads), and
+    the prompts' longest paths."""
     p = held_out_task(task).sample(n_prompts, seed=seed)
     rng = np.random.default_rng(seed)
     merges, control, entries, longest, doubled = [], [], [], [], []

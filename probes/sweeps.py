@@ -7,7 +7,7 @@ from lab.sweeps import sweep as run_sweep
 
 from .figures import save_figure, sweep_figure
 from .icl_curve import baselines_for, evaluate_run
-from .search import DISTRIBUTIONS, held_out_task
+from .search import DISTRIBUTIONS, lookaheads_tested
 
 
 def shape(task, n_points: int) -> dict:
@@ -15,7 +15,7 @@ def shape(task, n_points: int) -> dict:
     (the model and its baselines), their k, the d that [d] means and the other numbers. Graph search: accuracy by
     lookahead (probes/search.py), and per test distribution."""
     if getattr(task, "objective", "") == "set":
-        return {"curves": ["model"], "k": list(range(held_out_task(task).largest_lookahead() + 1)),
+        return {"curves": ["model"], "k": lookaheads_tested(task),
                 "d": task.n_vertices, "scalars": ["d", *(f"distributions.{name}.{stat}" for name in DISTRIBUTIONS
                                                        for stat in ("mean", "lo", "hi"))]}
     return {"curves": ["model", *baselines_for(task)], "k": list(range(n_points)), "d": task.d, "scalars": ["d"]}

@@ -107,12 +107,12 @@ def test_other_tasks_refuse_the_graph_format():
 
 def test_lookahead_curriculum_fixes_then_grows_the_lookahead():
     cfg = make_config("graph-search", {"task.n_vertices": 12, "curriculum.lookahead_interval": 100})
-    task = cfg.task.build()  # largest lookahead 4
+    task = cfg.task.build()  # largest lookahead 5
     seen = {}
     for step in (0, 99, 100, 250, 350, 1000):
         p = cfg.curriculum.task_at(task, step).sample(400, seed=step)
         seen[step] = set(p.params["lookahead"].tolist())
-    assert seen[0] == seen[99] == {1}  # stage 0: exactly lookahead 1
-    assert seen[100] == {0, 1, 2} and seen[250] == {0, 1, 2, 3} and seen[350] == seen[1000] == {0, 1, 2, 3, 4}
+    assert seen[0] == seen[99] == {2}  # stage 0: exactly the preset's lookahead 2
+    assert seen[100] == {0, 1, 2, 3} and seen[250] == {0, 1, 2, 3, 4} and seen[350] == seen[1000] == set(range(6))
     off = make_config("graph-search", {"curriculum.lookahead_start": -1})
     assert off.curriculum.task_at(task, 0) is task

@@ -16,6 +16,7 @@ from probes.search import (
     decode_reach,
     f1_score,
     format_search,
+    lookaheads_tested,
     merge_path_lengths,
     search_probe,
     token_role,
@@ -183,11 +184,14 @@ def test_f1_score():
 
 def test_accuracy_by_lookahead_counts_correct_answers(model_and_task):
     model, task = model_and_task
-    res = accuracy_by_lookahead(model, task, n=64, lookaheads=[0, 1])
-    assert set(res) == {0, 1}
+    res = accuracy_by_lookahead(model, task, n=64, lookaheads=[0, 2])
+    assert set(res) == {0, 2}
+    assert lookaheads_tested(task) == [1, 2, 3]  # their test sets: lookahead 0 (a single child) has nothing to test
     for L, r in res.items():
-        test = tasks.get("graph_search", n_vertices=8, distribution="balanced", lookahead=L)
+        # their test filter beyond lookahead 0: >= 2 children at the start, exactly one of them leads to the goal
+        test = tasks.get("graph_search", n_vertices=8, distribution="balanced", lookahead=L, unique_answer=L > 0)
         p = test.sample(64, seed=TEST_SEED + 1 + L)
+        assert (p.ys.sum(1) == 1).all()
         tokens = encode_tokens(p)
         logits = model(tokens, key_padding=tokens != PAD)[torch.arange(64), lengths(p) - 1]
         right = [bool(p.ys[i, logits[i].argmax()]) for i in range(64)]
@@ -202,6 +206,6 @@ def test_search_probe_reports_the_circuits_and_draws_them(tmp_path):
                                      "train.steps": 3}, out=tmp_path / "g", quiet=True)
     res = search_probe(run, n_prompts=12)
     assert res["circuit"]["n_prompts"] == 12 and len(res["circuit"]["merge_length"]) == 2
-    assert res["circuit"]["threshold"] == pytest.approx(16 ** 0.5 / 2)  # the paper's sqrt(d) / 2
+    assert res["circuit"]["threshold"] == 0.4  # their trace_circuit.py: a logit drop of more than 0.4
     assert "traced circuits (12 prompts" in format_search(res)
     assert (run.path / "figures" / "reach.png").stat().st_size > 0 and (run.path / "figures" / "trace.png").exists()
