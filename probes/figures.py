@@ -132,7 +132,7 @@ def reach_figure(res: dict, control: dict | None = None, circuit: dict | None = 
         axes[1].plot(layers, control["reach"], "s--", color="C7", label="untrained control")
     if circuit is not None:
         axes[1].plot(circuit["layers"], circuit["merge_length"], "^-", color="C2", lw=2,
-                     label="traced circuit: path-merge length")
+                     label=f"traced circuit: path-merge length ({circuit['explained_share']:.0%} explained)")
         axes[1].plot(circuit["layers"], circuit["control"], "v:", color="C2", label="circuit with random keys")
     axes[1].plot(layers[1:], [2 ** (l - 1) for l in layers[1:]], ":", color="C3", label="2^(layer - 1)")
     axes[1].set(xlabel="layer", ylabel="reach (hops decoded)", ylim=(-0.3, max(res["distances"] or [1]) + 0.5),

@@ -146,29 +146,60 @@ def token_labels(tokens: list[int]) -> list[str]:
     return [names.get(t, str(t - FIRST_VERTEX)) for t in tokens]
 
 
-def merge_path_lengths(trace: dict, graph) -> list[int]:
+def _query_positions(tokens: list[int]) -> set[int]:
+    """The positions of the query's start and goal tokens (Q s g)."""
+    q = tokens.index(QUERY)
+    return {q + 1, q + 2}
+
+
+def _merged_sources(trace: dict, theirs: bool) -> list[list[set[int]]]:
+    """Per block (bottom first), per position: the input positions that reach it through the kept attention entries.
+    theirs: only entries their path-merge rule explains (trace_circuit.py `path_merge_explainable`, read on the tokens
+    since the lab's embeddings are learned, not one-hot): a token-matching step (the positions merged into the query
+    and into the key hold a common vertex), a position step (query and key adjacent: the two vertices of an edge), or a
+    copy into the last token from positions that hold the query's start or goal."""
+    tokens = trace["tokens"]
+    last, query = len(tokens) - 1, _query_positions(tokens)
+    vertices = lambda positions: {tokens[s] for s in positions if tokens[s] >= FIRST_VERTEX}  # noqa: E731
+    sources, out = [{pos} for pos in range(len(tokens))], []
+    for lay in sorted(trace["layers"], key=lambda lay: lay["layer"]):
+        merged = [set(src) for src in sources]
+        for e in lay["entries"]:
+            q, k = e["query"], e["key"]
+            if not theirs or vertices(sources[q]) & vertices(sources[k]) or abs(q - k) == 1 or \
+                    (q == last and sources[k] & query):
+                merged[q] |= sources[k]
+        sources = merged
+        out.append(sources)
+    return out
+
+
+def merge_path_lengths(trace: dict, graph, theirs: bool = False) -> list[int]:
     """Saparov et al.'s path-merge lengths of one traced prompt, per block (bottom first). A circuit node is a position
     after block l that the blocks above read (the last token after the top block); it holds the input positions that
-    reach it through the kept attention entries, and its path length is the longest shortest path in the prompt's
-    graph restricted to the vertices at those positions (their `reachable_path_length`). Per block: the largest over
-    its nodes."""
+    reach it through the kept attention entries (theirs: only the entries their rule explains, `_merged_sources`), and
+    its path length is the longest shortest path in the prompt's graph restricted to the vertices at those positions
+    (their `reachable_path_length`). Per block: the largest over its nodes."""
     tokens = trace["tokens"]
     layers = sorted(trace["layers"], key=lambda lay: lay["layer"])
     readers = [set(above["positions"]) for above in layers[1:]] + [{len(tokens) - 1}]  # the nodes after each block
-    sources = [{pos} for pos in range(len(tokens))]
     out = []
-    for lay, nodes in zip(layers, readers):
-        merged = [set(s) for s in sources]
-        for e in lay["entries"]:
-            merged[e["query"]] |= sources[e["key"]]
-        sources = merged
+    for sources, nodes in zip(_merged_sources(trace, theirs), readers):
         longest = 0
         for q in nodes:
-            vertices = {tokens[s] - FIRST_VERTEX for s in sources[q] if tokens[s] >= FIRST_VERTEX}
-            sub = graph.subgraph(vertices)
+            sub = graph.subgraph({tokens[s] - FIRST_VERTEX for s in sources[q] if tokens[s] >= FIRST_VERTEX})
             longest = max([longest] + [d for _, far in nx.all_pairs_shortest_path_length(sub) for d in far.values()])
         out.append(longest)
     return out
+
+
+def root_links_start_and_goal(trace: dict, graph) -> bool:
+    """Their test of a traced prompt (`filter_irrelevant_nodes`): through the merges their rule explains, the last
+    token holds a path from the query's start to its goal (over the vertices merged into it)."""
+    tokens = trace["tokens"]
+    start, goal = (tokens[pos] - FIRST_VERTEX for pos in sorted(_query_positions(tokens)))
+    held = {tokens[s] - FIRST_VERTEX for s in _merged_sources(trace, True)[-1][-1] if tokens[s] >= FIRST_VERTEX}
+    return goal in held and nx.has_path(graph.subgraph(held | {start}), start, goal)
 
 
 def _random_keys(trace: dict, rng: np.random.Generator) -> dict:
@@ -203,14 +234,18 @@ def circuit_reach(model, task, n_prompts: int = 40, threshold: float = THEIR_LOG
                   seed: int = TEST_SEED + 300) -> dict:
     """Saparov et al.'s mechanism measure, aggregated over held-out prompts: trace each prompt's output through the
     attention entries whose zeroing or maxing lowers the predicted logit by more than `threshold` (their 0.4), and
-    read the path-merge length per block (`merge_path_lengths`). The paper: about 2^(l - 1) after block l. Control:
-    the same circuits with random keys. Returns per-block means over prompts ("merge_length", "control"), the share
-    of prompts whose length reaches min(2^(l - 1), the graph's longest path) ("doubling_share"), kept entries per
-    block, the most frequent (query role <- key role) per block ("roles", `token_role`: what the circuit reads), and
-    the prompts' longest paths."""
+    read the path-merge length per block (`merge_path_lengths`) by their procedure: only the merges their rule
+    explains, over the prompts whose last token links the start to the goal through them
+    (`root_links_start_and_goal`). The paper: about 2^(l - 1) after block l. Control: the same circuits with random
+    keys. Returns per-block means ("merge_length", "control"; NaN where no prompt is explained), the share of prompts
+    explained ("explained_share"), the share of explained prompts whose length reaches min(2^(l - 1), the graph's
+    longest path) ("doubling_share"), the same lengths over every kept entry and every prompt ("merge_length_all",
+    "control_all": the lab's earlier reading), kept entries per block, the most frequent (query role <- key role) per
+    block ("roles", `token_role`: what the circuit reads), and the prompts' longest paths."""
     p = held_out_task(task).sample(n_prompts, seed=seed)
     rng = np.random.default_rng(seed)
-    merges, control, entries, longest, doubled = [], [], [], [], []
+    rows = {key: [] for key in ("merges", "control", "all", "control_all", "entries", "longest", "doubled")}
+    explained = []
     roles = [Counter() for _ in model.blocks]
     for i in range(n_prompts):
         trace = trace_attention(model, p, i, threshold, perturbations=("zero", "max"), drop_only=True)
@@ -219,15 +254,23 @@ def circuit_reach(model, task, n_prompts: int = 40, threshold: float = THEIR_LOG
         for lay in trace["layers"]:
             roles[lay["layer"]].update(f"{token_role(trace['tokens'], e['query'], graph, s, g)} <- "
                                        f"{token_role(trace['tokens'], e['key'], graph, s, g)}" for e in lay["entries"])
-        merges.append(merge_path_lengths(trace, graph))
-        control.append(merge_path_lengths(_random_keys(trace, rng), graph))
-        entries.append([len(lay["entries"]) for lay in sorted(trace["layers"], key=lambda lay: lay["layer"])])
-        longest.append(nx.dag_longest_path_length(graph))
-        doubled.append([m >= min(2 ** l, longest[-1]) for l, m in enumerate(merges[-1])])
-    mean = lambda rows: np.asarray(rows, dtype=float).mean(0).tolist()  # noqa: E731
-    return {"layers": list(range(1, len(model.blocks) + 1)), "merge_length": mean(merges), "control": mean(control),
-            "doubling_share": mean(doubled), "entries_per_block": mean(entries),
-            "roles": [dict(r.most_common(6)) for r in roles], "longest_path": float(np.mean(longest)),
+        shuffled = _random_keys(trace, rng)
+        rows["all"].append(merge_path_lengths(trace, graph))
+        rows["control_all"].append(merge_path_lengths(shuffled, graph))
+        rows["entries"].append([len(lay["entries"]) for lay in sorted(trace["layers"], key=lambda lay: lay["layer"])])
+        rows["longest"].append(nx.dag_longest_path_length(graph))
+        explained.append(root_links_start_and_goal(trace, graph))
+        if explained[-1]:
+            rows["merges"].append(merge_path_lengths(trace, graph, theirs=True))
+            rows["control"].append(merge_path_lengths(shuffled, graph, theirs=True))
+            rows["doubled"].append([m >= min(2 ** l, rows["longest"][-1]) for l, m in enumerate(rows["merges"][-1])])
+    n_blocks = len(model.blocks)
+    mean = lambda key: (np.asarray(rows[key], dtype=float).mean(0).tolist() if rows[key]  # noqa: E731
+                        else [float("nan")] * n_blocks)
+    return {"layers": list(range(1, n_blocks + 1)), "merge_length": mean("merges"), "control": mean("control"),
+            "explained_share": float(np.mean(explained)), "doubling_share": mean("doubled"),
+            "merge_length_all": mean("all"), "control_all": mean("control_all"), "entries_per_block": mean("entries"),
+            "roles": [dict(r.most_common(6)) for r in roles], "longest_path": float(np.mean(rows["longest"])),
             "threshold": threshold, "n_prompts": n_prompts}
 
 
@@ -371,9 +414,12 @@ def format_search(res: dict) -> str:
         lines.append(f"{l:5d}  {res['reach']['f1'][l]:.3f} ({res['control']['f1'][l]:.3f})  "
                      f"{res['reach']['reach'][l]:13d} ({res['control']['reach'][l]})")
     c = res["circuit"]
-    lines.append(f"traced circuits ({c['n_prompts']} prompts, logit drop > {c['threshold']:.2f}): path-merge length "
-                 f"per block {' '.join(f'{m:.2f}' for m in c['merge_length'])} (random keys "
-                 f"{' '.join(f'{m:.2f}' for m in c['control'])}; the graphs' longest path {c['longest_path']:.2f})")
+    lines.append(f"traced circuits ({c['n_prompts']} prompts, logit drop > {c['threshold']:.2f}): their rule explains "
+                 f"{c['explained_share']:.0%}; path-merge length per block over those "
+                 f"{' '.join(f'{m:.2f}' for m in c['merge_length'])} (random keys "
+                 f"{' '.join(f'{m:.2f}' for m in c['control'])}); over every kept entry "
+                 f"{' '.join(f'{m:.2f}' for m in c['merge_length_all'])}; the graphs' longest path "
+                 f"{c['longest_path']:.2f}")
     kept = [len(lay["entries"]) for lay in res["trace"]["layers"]]
     lines.append(f"attention trace of one prompt: entries kept per layer (top first) {kept}")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from probes.search import (
     format_search,
     lookaheads_tested,
     merge_path_lengths,
+    root_links_start_and_goal,
     search_probe,
     token_role,
     trace_attention,
@@ -115,6 +116,35 @@ def test_merge_path_lengths_follow_the_merged_vertices():
         [[e["query"] for e in lay["entries"]] for lay in trace["layers"]]
 
 
+def test_their_rule_merges_only_explained_entries_and_links_start_to_goal():
+    """Chain 0 -> 1 -> 2 -> 3 as tokens E 0 1 E 1 2 E 2 3 Q 0 3 P 0 (positions 0..13; 10, 11: the query's start
+    and goal; 13: the last token). Block 0: position steps inside the edges (2 <- 1, 5 <- 4, 8 <- 7) and 1 <- 8, which
+    their rule cannot explain ({0} and {3} share no vertex, not adjacent). Block 1: token matches (5 <- 2 share 1,
+    8 <- 5 share 2, 11 <- 8 share 3). Block 2: 11 <- 5 (shares 2) and 13 <- 1 (shares 0). Block 3: the last token
+    reads the query's goal position (11), which holds the chain: the root links 0 to 3. Lengths by hand: blocks
+    0..3 read {1, 2, 5, 8, 11, 13}, {1, 5, 11, 13}, {8, 11, 13}, {13}."""
+    graph = nx.DiGraph([(0, 1), (1, 2), (2, 3)])
+    tokens = []
+    for u, v in graph.edges:
+        tokens += [EDGE, FIRST_VERTEX + u, FIRST_VERTEX + v]
+    tokens += [QUERY, FIRST_VERTEX + 0, FIRST_VERTEX + 3, PATH, FIRST_VERTEX + 0]
+    entry = lambda q, k: {"head": 0, "query": q, "key": k}  # noqa: E731
+    trace = {"tokens": tokens, "layers": [  # top first
+        {"layer": 3, "entries": [entry(13, 11)], "positions": [8, 11, 13]},
+        {"layer": 2, "entries": [entry(11, 5), entry(13, 1)], "positions": [1, 5, 11, 13]},
+        {"layer": 1, "entries": [entry(5, 2), entry(8, 5), entry(11, 8)], "positions": [1, 2, 5, 8, 11, 13]},
+        {"layer": 0, "entries": [entry(2, 1), entry(5, 4), entry(8, 7), entry(1, 8)],
+         "positions": [1, 2, 4, 5, 7, 8, 11, 13]}]}
+    assert merge_path_lengths(trace, graph) == merge_path_lengths(trace, graph, theirs=True) == [1, 2, 3, 3]
+    assert root_links_start_and_goal(trace, graph)
+    # the last token reads 8 instead: {4, 5, 7, 8} (vertices 1, 2, 3) share no vertex with the last token's {13, 1}
+    # (vertex 0) under their rule, and hold no query position: no merge; over every entry, 1 <- 8 brought 3 in
+    trace["layers"][0]["entries"] = [entry(13, 8)]
+    assert merge_path_lengths(trace, graph) == [1, 2, 3, 3]
+    assert merge_path_lengths(trace, graph, theirs=True) == [1, 2, 3, 0]
+    assert not root_links_start_and_goal(trace, graph)
+
+
 def test_token_roles_name_the_slot_and_the_vertex():
     """Graph s=0 -> 1 -> 3 = g, 0 -> 2, 4 -> 3: tokens E 0 1 E 0 2 E 1 3 E 4 3 Q 0 3 P 0."""
     graph = nx.DiGraph([(0, 1), (0, 2), (1, 3), (4, 3)])
@@ -131,8 +161,12 @@ def test_circuit_reach_aggregates_per_block(model_and_task):
     model, task = model_and_task
     res = circuit_reach(model, task, n_prompts=4, threshold=0.02)
     assert res["layers"] == [1, 2, 3] and len(res["merge_length"]) == len(res["control"]) == 3
-    # per prompt a merged path is never longer than the graph's longest path, so neither are the means
-    assert all(0 <= m <= res["longest_path"] + 1e-9 for m in res["merge_length"] + res["control"])
+    # per prompt a merged path is never longer than the graph's longest path, so neither are the means; their rule
+    # keeps a subset of the entries, so its lengths are never above those over every entry
+    assert all(0 <= m <= res["longest_path"] + 1e-9 for m in res["merge_length_all"] + res["control_all"])
+    assert 0 <= res["explained_share"] <= 1
+    if res["explained_share"] == 0:
+        assert all(np.isnan(res["merge_length"]))
     assert all(0 <= s <= 1 for s in res["doubling_share"]) and res["threshold"] == 0.02
     kept = sum(sum(r.values()) for r in res["roles"])  # the 6 most frequent per block, of entries_per_block x 4
     assert 0 < kept <= sum(res["entries_per_block"]) * 4 + 1e-9
