@@ -107,6 +107,10 @@ class ModelConfig:
     # regression presets (tiny-linreg, garg-linreg, guo-representation) use it: it leaves the zero-predictor plateau
     # thousands of steps sooner (measured, see tiny-linreg.toml). The default stays gpt2 so older runs load unchanged.
     io_init: Literal["gpt2", "torch"] = "gpt2"
+    # onehot: Saparov et al.'s fixed features: each token's one-hot id and one-hot position side by side
+    # (d_model = vocab_size + max_len, never trained) and a fixed read-out, the class tokens' coordinates after the
+    # final LayerNorm (their logits). For token tasks with pos = learned and output = classes (graph search)
+    features: Literal["learned", "onehot"] = "learned"
 
     def validate(self):
         for key in ("n_layers", "n_heads", "d_model", "max_len"):
@@ -284,6 +288,14 @@ class RunConfig:
               f"scalar{' or minus_last' if self.model.arch == 'transformer' else ''} for task {self.task.name} "
               "(a class read-out needs class targets, as graph_search has)",
               self.model.output)
+        if self.model.features == "onehot":
+            m, vocab = self.model, getattr(task, "vocab_size", 0)
+            _need(m.input == "tokens" and m.pos == "learned" and m.output == "classes", "model.features",
+                  "learned unless model.input = tokens, model.pos = learned and model.output = classes (one-hot "
+                  "features are a token's id and position; the read-out is the class tokens' coordinates)", m.features)
+            _need(m.d_model == vocab + m.max_len, "model.d_model",
+                  f"{vocab + m.max_len} (vocab_size {vocab} + model.max_len {m.max_len}) with model.features = onehot",
+                  m.d_model)
         _need(self.ensemble.size == 1 or self.train.optimizer != "signum", "ensemble.size",
               "1 with train.optimizer = signum (ensembles use Adam/AdamW)", self.ensemble.size)
         longest = _longest(task, fmt, self.task.n_points)

@@ -296,6 +296,8 @@ class Transformer(HookedModule):
         self.unembed = Linear(D, n_out, cfg.bias, E) if n_out else None
         self.setup_hooks()
         self._init_weights()
+        if cfg.features == "onehot":
+            self._fix_onehot_features()
 
     @staticmethod
     def _share(block: Block, first: Block, name: str):
@@ -327,6 +329,20 @@ class Transformer(HookedModule):
                 nn.init.normal_(p, std=std / math.sqrt(2 * self.cfg.n_layers))
             else:
                 nn.init.normal_(p, std=std)
+
+    @torch.no_grad()
+    def _fix_onehot_features(self):
+        """Saparov et al.'s fixed features (gpt2/transformer.py): token id one-hot in the first vocab_size
+        coordinates, position one-hot in the last max_len, and logits = the last n_classes token coordinates (the
+        class tokens) after the final LayerNorm. These weights are set here and never trained (requires_grad off)."""
+        V, L, C = self.cfg.vocab_size, self.cfg.max_len, self.cfg.n_classes
+        eye = torch.eye(self.cfg.d_model)  # [D, D]
+        for layer, rows in ((self.embed, eye[:V]), (self.pos_embed, eye[V:V + L]), (self.unembed, eye[V - C:V])):
+            layer.weight.copy_(rows)  # broadcasts over a stack's leading E
+            layer.weight.requires_grad_(False)
+        if self.unembed.bias is not None:
+            self.unembed.bias.zero_()
+            self.unembed.bias.requires_grad_(False)
 
     def forward(self, inputs, key_padding=None):
         """inputs [B, T, d_in] (vectors) or [B, T] (token ids); key_padding [B, T] bool, True = a real token

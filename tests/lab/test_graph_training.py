@@ -116,3 +116,39 @@ def test_lookahead_curriculum_fixes_then_grows_the_lookahead():
     assert seen[100] == {0, 1, 2, 3} and seen[250] == {0, 1, 2, 3, 4} and seen[350] == seen[1000] == set(range(6))
     off = make_config("graph-search", {"curriculum.lookahead_start": -1})
     assert off.curriculum.task_at(task, 0) is task
+
+
+ONEHOT = {"model.features": "onehot", "model.pos": "learned", "model.max_len": 29, "model.d_model": 41}
+
+
+def test_onehot_features_are_their_fixed_features_and_stay_fixed(tmp_path):
+    """Saparov et al.'s features: the residual stream starts as [one-hot token id, one-hot position] (12 ids and 29
+    positions at 8 vertices), the logits are the class tokens' coordinates after the final LayerNorm, and training
+    (sign-of-momentum with weight decay) moves every other weight but never these."""
+    seed = int(torch.randint(0, 10**6, ()).item())
+    run = lab.train("graph-search", {**SMALL, **ONEHOT, "train.optimizer": "signum", "train.weight_decay": 0.1,
+                                     "train.lr": 1e-2, "train.seed": seed}, out=tmp_path / "r", quiet=True)
+    model, V = run.model.eval(), run.config.model.vocab_size
+    p = run.task.sample(8, seed=seed + 1)
+    tokens = encode_tokens(p)
+    T = tokens.shape[1]
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(tokens, key_padding=tokens != PAD)
+    ids = torch.nn.functional.one_hot(tokens, 41).float()  # token id t -> coordinate t
+    positions = torch.nn.functional.one_hot(torch.arange(T) + V, 41).float()  # position i -> coordinate V + i
+    assert torch.equal(cache["hook_embed"], ids)
+    assert torch.equal(cache["hook_pos_embed"].expand(8, T, 41), positions.expand(8, T, 41))
+    last = cache[f"blocks.{len(model.blocks) - 1}.hook_resid_post"]
+    normed = torch.nn.functional.layer_norm(last, (41,), model.ln_final.weight, model.ln_final.bias)
+    assert torch.allclose(logits, normed[..., V - run.task.ids:V], atol=1e-5)  # vertex v is token FIRST_VERTEX + v
+    fresh = build_model(run.config.model, seed=seed)
+    moved = [n for n, w in model.named_parameters() if not torch.equal(w, fresh.state_dict()[n])]
+    assert set(moved).isdisjoint({"embed.weight", "pos_embed.weight", "unembed.weight", "unembed.bias"})
+    assert any(n.startswith("blocks.0.attn") for n in moved) and any(n.startswith("ln_final") for n in moved)
+
+
+@pytest.mark.parametrize("over, key", [({"model.features": "onehot"}, "model.features"),
+                                       ({**ONEHOT, "model.d_model": 40}, "model.d_model")])
+def test_onehot_features_name_what_they_need(over, key):
+    with pytest.raises(ConfigError, match=key):
+        make_config("graph-search", over)
