@@ -38,7 +38,7 @@ def their_lookahead(graph: nx.DiGraph, current, answer, goal) -> int:
     return depth
 
 
-def _their_balanced(rng, top: int) -> nx.DiGraph:
+def _their_balanced(rng, top: int) -> tuple:
     """One training graph of their balanced ("crafted") distribution at N, before the lookahead filter:
     (graph, start, goal, L)."""
     L = int(rng.integers(top + 1))
@@ -75,6 +75,7 @@ def _their_balanced(rng, top: int) -> nx.DiGraph:
 
 
 def _their_naive(rng) -> tuple:
+    """One graph of their naive ("simple") distribution at N: (graph, start, goal, None)."""
     n = int(rng.integers(3, N))
     g = nx.DiGraph()
     g.add_nodes_from(range(n))
@@ -153,6 +154,14 @@ def test_training_distribution_matches_their_generator(distribution):
     assert (p.params["n_edges"] <= N).all() and (p.params["n_vertices"] <= N).all()
 
 
+def _their_balanced_fixed(rng, L):
+    """Their eval draw at a fixed lookahead L (the same construction as training, L not drawn)."""
+    while True:
+        g, s, t, drawn = _their_balanced(rng, (N - 1) // 2)
+        if drawn == L:
+            return g, s, t, L
+
+
 @pytest.mark.parametrize("L", [None, 1, 2, 3])
 def test_test_sets_keep_their_filter(L):
     """Their naive test set (L None) and per-lookahead balanced test sets: >= 2 children, a unique answer."""
@@ -173,14 +182,6 @@ def test_test_sets_keep_their_filter(L):
     _close(ours, _stats_theirs(theirs), NAMES)
     if L is not None:
         assert (p.params["lookahead"] == L).all()
-
-
-def _their_balanced_fixed(rng, L):
-    """Their eval draw at a fixed lookahead L (the same construction as training, L not drawn)."""
-    while True:
-        g, s, t, drawn = _their_balanced(rng, (N - 1) // 2)
-        if drawn == L:
-            return g, s, t, L
 
 
 def test_naive_graph_parents_and_endpoints_follow_their_rule():
