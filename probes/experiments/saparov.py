@@ -6,8 +6,9 @@ saparov-scaling: accuracy and the share of seeds that learn, against the graph s
 saparov-mechanism: the paper's own procedure, aggregated over held-out prompts: each prompt's output traced back
 through the attention entries whose zeroing or maxing lowers it by more than 0.4, the merges their rule explains
 (token matching, position steps), the share of prompts whose last token links start to goal through them, and
-those circuits' path-merge length per block (vs 2^(layer-1), beside random-key circuits); then the balanced-trained model's reachable sets decoded per layer by
-linear probes, beside its untrained initialisation, and one prompt's attention trace.
+those circuits' path-merge length per block (vs 2^(layer-1), beside random-key circuits); then the balanced-trained
+model's reachable sets decoded per layer by linear probes, beside its untrained initialisation, and one prompt's
+attention trace.
 """
 from __future__ import annotations
 
@@ -149,9 +150,11 @@ def analyse_mechanism(ctx):
     doubling = [2 ** (l - 1) for l in circuit["layers"]]
     explained = circuit["explained_share"]
     claims = [claim("their path-merge rule explains most traced circuits (the last token links start to goal "
-                    "through explained merges; share of prompts >= 0.5)", "most", round(explained, 4), explained >= 0.5),
+                    "through explained merges; share of prompts >= 0.5)", "most", round(explained, 4),
+                    explained >= 0.5),
               claim("the explained circuits' path-merge length grows with depth (mean over those prompts; "
-                    "non-decreasing over blocks, last > first)", "about 2^(layer-1)", " ".join(f"{m:.2f}" for m in merged),
+                    "non-decreasing over blocks, last > first)", "about 2^(layer-1)",
+                    " ".join(f"{m:.2f}" for m in merged),
                     merged[top] > merged[0] and all(b >= a - 1e-9 for a, b in zip(merged, merged[1:]))),
               claim("at block l the explained circuit has merged a path of min(2^(l-1), the graph's longest) hops "
                     "(share of those prompts, >= 0.5 at every block)", " ".join(map(str, doubling)),
