@@ -105,7 +105,7 @@ def balanced_graph(rng: random.Random, n: int, lookahead: int, num_paths: int, m
 
 
 def star_graph(length: int, count: int) -> tuple[list[list[int]], int, int]:
-    """(children, start = 0, goal = 1's spoke tip): `count` spokes of `length` edges from vertex 0."""
+    """(children, start = 0, goal = the first spoke's tip): `count` spokes of `length` edges from vertex 0."""
     children = [[] for _ in range(1 + count * length)]
     for arm in range(count):
         first = 1 + arm * length
