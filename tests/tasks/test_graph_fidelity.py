@@ -117,12 +117,8 @@ def _stats_theirs(graphs):
 
 
 def _stats_ours(p):
-    rows = []
-    for i in range(p.batch_size):
-        g, s = to_networkx(p, i), int(p.params["start"][i])
-        rows.append([g.number_of_edges(), sum(1 for v in g if g.degree(v) > 0), g.out_degree(s), g.out_degree(s) == 1,
-                     g.in_degree(s) > 0])
-    return np.array(rows, float)
+    return _stats_theirs([(to_networkx(p, i), int(p.params["start"][i]), int(p.params["goal"][i]))
+                          for i in range(p.batch_size)])
 
 
 def _close(ours, theirs, names):
