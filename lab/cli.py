@@ -72,7 +72,7 @@ def _evaluate_and_print(run, n_prompts: int, as_json: bool):
                   f"{' ...' if len(bad) > 5 else ''} (NaN or infinite predictions; null in --json)", file=sys.stderr)
     if not as_json:
         print(format_table(curve))
-        print(f"curve: {run.path / 'eval' / 'icl_curve.json'}  figure: {run.path / 'figures' / 'icl_curve.png'}")
+        print(f"curve: {run.out / 'eval' / 'icl_curve.json'}  figure: {run.out / 'figures' / 'icl_curve.png'}")
     return curve
 
 
@@ -203,14 +203,67 @@ def cmd_reproduce(args) -> int:
     get(args.name)  # an unknown name stops before any folder is made
     if args.out:
         make_out_folder(args.out)
-    res = reproduce(args.name, args.scale, out=args.out, quiet=args.quiet or args.json, seeds=args.seeds,
-                    address=args.address, cpus=args.cpus, threads=args.threads, gpus_per_trial=args.gpus_per_trial,
-                    pack=not args.no_pack)
+    if args.zoo:
+        from probes.zoo import reproduce_zoo
+
+        res = reproduce_zoo(args.name, out=args.out, quiet=args.quiet or args.json)
+    else:
+        res = reproduce(args.name, args.scale, out=args.out, quiet=args.quiet or args.json, seeds=args.seeds,
+                        address=args.address, cpus=args.cpus, threads=args.threads,
+                        gpus_per_trial=args.gpus_per_trial, pack=not args.no_pack)
     if args.json:
         _print_json(res)
     else:
         print(format_claims(res))
     return 0
+
+
+def cmd_zoo(args) -> int:
+    """The shipped models: list, show one experiment's, build (train and ship), verify against the manifest."""
+    from . import zoo
+
+    if args.action in ("list", "show"):
+        experiments = zoo.manifest()["experiments"]
+        if args.action == "show":
+            if len(args.names) != 1 or args.names[0] not in experiments:
+                raise ValueError(f"lab zoo show takes one experiment of the zoo: {', '.join(experiments) or 'none'}")
+            experiments = {args.names[0]: experiments[args.names[0]]}
+        if args.json:
+            _print_json(experiments)
+            return 0
+        for name, e in experiments.items():
+            passed = " / ".join(f"{sum(c['passed'] for c in seed)}/{len(seed)}" for seed in e["claims"])
+            print(f"{name:24s} scale {e['scale']:5s} {e['seeds']} seed(s), {len(e['models'])} models, claims "
+                  f"{passed}, {e['wall_s'] / 60:.1f} min to build")
+            if args.action == "show":
+                print(f"  made by: {e['command']} (commit {e['commit']}, {e['built']})")
+                for claims in e["claims"][:1]:
+                    for c in claims:
+                        print(f"  [{'PASS' if c['passed'] else 'MISS'}] {c['claim']}: ours {c['ours']}")
+                for m, info in e["models"].items():
+                    print(f"  {zoo.PREFIX}{m}: {info['command']}  ({info['steps']} steps, {info['train_s'] / 60:.1f} "
+                          f"min on {info['threads']} thread(s))")
+                for m in e["uses"]:
+                    print(f"  {zoo.PREFIX}{m} (shipped with {m.split('/')[0]})")
+        return 0
+    from probes import zoo as zoo_maker
+
+    if args.action == "build":
+        results = zoo_maker.build(args.names or None, quiet=args.quiet or args.json, cpus=args.cpus)
+        if args.json:
+            _print_json([{"name": r["name"], "claims": r["claims"]} for r in results])
+        else:
+            from probes.experiments.common import format_claims
+
+            print("\n".join(format_claims(r) for r in results) or "the zoo is complete: nothing to build")
+        return 0
+    problems = zoo_maker.verify(args.names or None)
+    if args.json:
+        _print_json({"ok": not problems, "problems": problems})
+    else:
+        print("\n".join(problems) if problems else f"the zoo holds: {len(zoo.models())} models reload and every "
+                                                   "claim recomputes as the manifest says")
+    return 1 if problems else 0
 
 
 def cmd_sweep(args) -> int:
@@ -355,13 +408,25 @@ def build_parser() -> argparse.ArgumentParser:
     names = experiment_names()
     p = add("reproduce", cmd_reproduce, "run a paper reproduction and check its claims")
     p.add_argument("name", metavar="NAME", help=f"one of {', '.join(names)}")
-    p.add_argument("--scale", choices=["quick", "paper"], default="quick",
-                   help="quick: a CPU in minutes; paper: the original setting (a GPU)")
+    p.add_argument("--scale", choices=["quick", "paper", "zoo"], default="quick",
+                   help="quick: a CPU in minutes; paper: the original setting (a GPU); zoo: the recipe of the shipped "
+                        "models (lab zoo show NAME)")
     p.add_argument("--out", help="folder (default $LAB_RUNS/reproduce-NAME-SCALE; re-running resumes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--seeds", type=int, default=1, help="run the whole experiment on N seeds; each claim is reported "
                                                         "as passed in m of N, with its mean and 90%% interval")
+    p.add_argument("--zoo", action="store_true", help="analyse the shipped models (lab zoo list) instead of "
+                                                      "training: seconds; results to $LAB_RUNS/zoo/NAME")
     _add_executor_options(p, pack_lr=False)
+
+    p = add("zoo", cmd_zoo, "the trained models shipped with the lab: list, show NAME, build [NAME ...], verify")
+    p.add_argument("action", choices=["list", "show", "build", "verify"], metavar="ACTION",
+                   help="list | show NAME | build [NAME ...] (train through the executor and ship into lab/zoo/; "
+                        "resumes) | verify [NAME ...] (reload the models, recompute every claim; exit 1 naming what "
+                        "differs)")
+    p.add_argument("names", nargs="*", metavar="NAME", help="experiments (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--cpus", type=int, help="build: cores to train on (default: all of this machine's)")
 
     p = add("sweep", cmd_sweep, "train a grid or random draws of overrides over seeds, in parallel on Ray")
     p.add_argument("spec", metavar="SPEC", help="a sweep spec .toml file, or a preset name followed by inline "

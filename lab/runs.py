@@ -21,6 +21,7 @@ from safetensors.torch import save
 
 import tasks
 
+from . import zoo
 from .config import ConfigError, RunConfig
 from .model import Transformer, model_class
 from .runlock import holder
@@ -202,10 +203,12 @@ def resume_command(path: Path) -> str:
 
 
 class Run:
-    """A run folder: .config, .task, .format, .model (loaded from the last checkpoint), .metrics, .predict()."""
+    """A run folder: .config, .task, .format, .model (loaded from the last checkpoint), .metrics, .predict().
+    `path` may name a shipped model, "zoo:NAME" (lab/zoo/): it is read-only, and `.out` is where its analyses go."""
 
     def __init__(self, path, device: str = "cpu"):
-        self.path = Path(path)
+        self.zoo_name = zoo.name_of(path)
+        self.path = zoo.model_path(self.zoo_name) if self.zoo_name else Path(path)
         if not (self.path / CONFIG).is_file():
             raise FileNotFoundError(f"{self.path} is not a run folder (no {CONFIG})")
         try:
@@ -217,6 +220,12 @@ class Run:
         self.format = tasks.formats.get(self.config.task.format)
         self._model = None
         self.step: int | None = None  # the step of the checkpoint .model was loaded from
+
+    @property
+    def out(self) -> Path:
+        """Where analyses of this run write eval/ and figures/: the run folder, or $LAB_RUNS/zoo/NAME for a zoo
+        model (nothing in lab/zoo/ is ever written)."""
+        return zoo.out_folder(self.zoo_name, runs_root()) if self.zoo_name else self.path
 
     @property
     def n_members(self) -> int:
@@ -316,7 +325,8 @@ class Run:
         return Run(folder, device=self.device)
 
     def __repr__(self):
-        return f"Run({str(self.path)!r}, preset={self.config.preset!r})"
+        where = zoo.PREFIX + self.zoo_name if self.zoo_name else str(self.path)
+        return f"Run({where!r}, preset={self.config.preset!r})"
 
 
 def nonfinite_weight(weights: dict[str, torch.Tensor]) -> str | None:

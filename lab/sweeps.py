@@ -368,7 +368,7 @@ def needs_eval(metrics: list[str]) -> bool:
 def run_metrics(run, metrics: list[str], eval_prompts: int, measures: Measures | None = None) -> dict:
     """The metrics of a finished run, cached in RUN/eval/sweep_metrics.json for its checkpoint (a re-run sweep
     reads them back instead of evaluating again). The ICL curve comes from `measures` (the science's)."""
-    cache_path = run.path / "eval" / "sweep_metrics.json"
+    cache_path = run.out / "eval" / "sweep_metrics.json"
     key = {"metrics": metrics, "eval_prompts": eval_prompts, "step": run.status.get("step")}
     if cache_path.is_file():
         try:

@@ -147,6 +147,6 @@ def evaluate_run(run, n_prompts: int = 1280) -> dict:
         curve = search_curve(run.model, run.task, min(n_prompts, 1000))
     else:
         curve = icl_curve(run, n_prompts=n_prompts)
-    atomic_write_json(run.path / "eval" / "icl_curve.json", curve)
-    atomic_write_bytes(run.path / "figures" / "icl_curve.png", plot_curve(curve))
+    atomic_write_json(run.out / "eval" / "icl_curve.json", curve)
+    atomic_write_bytes(run.out / "figures" / "icl_curve.png", plot_curve(curve))
     return curve

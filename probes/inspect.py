@@ -110,7 +110,7 @@ def construction_match(run, n_prompts: int = 2000, seed: int = EVAL_SEED) -> dic
         kq, pv = kq_pv_products(run.model, layer)
         layers.append({"kq_cosine": cosine(kq, kq_ref), "pv_cosine": cosine(pv, pv_ref),
                        "kq_scale": projection_scale(kq, kq_ref), "pv_scale": projection_scale(pv, pv_ref)})
-    products_figure(*kq_pv_products(run.model, 0), kq_ref, pv_ref, run.path / "figures" / "kq_pv.png",
+    products_figure(*kq_pv_products(run.model, 0), kq_ref, pv_ref, run.out / "figures" / "kq_pv.png",
                     "one GD step")
     return {"kind": "construction", "run": str(run.path), "gd_lr": eta, "layers": layers}
 
@@ -201,9 +201,9 @@ def probe_run(run, kind: str, n_prompts: int = 1000) -> dict:
     if reason:
         raise ValueError(f"probe {kind!r} {reason}")
     res = PROBES[kind].run(run, n_prompts)
-    atomic_write_json(run.path / "eval" / f"{kind}.json", res)
+    atomic_write_json(run.out / "eval" / f"{kind}.json", res)
     if kind == "readout":
-        layer_iteration_heatmaps(res, run.path / "figures" / "readout.png", title=run.path.name)
+        layer_iteration_heatmaps(res, run.out / "figures" / "readout.png", title=run.path.name)
     for name, figure in FIGURES.get(kind, {}).items():
-        save_figure(figure(res), run.path / "figures" / f"{name}.png")
+        save_figure(figure(res), run.out / "figures" / f"{name}.png")
     return res

@@ -404,7 +404,7 @@ def mechanism(run, n_prompts: int, n_test: int, figures, circuit_prompts: int = 
 
 def search_probe(run, n_prompts: int = 500) -> dict:
     """`lab probe RUN search`: `mechanism` on held-out prompts, figures in RUN/figures."""
-    found = mechanism(run, n_prompts, max(100, n_prompts // 2), run.path / "figures", min(40, n_prompts))
+    found = mechanism(run, n_prompts, max(100, n_prompts // 2), run.out / "figures", min(40, n_prompts))
     return {"kind": "search", "run": str(run.path), **found}
 
 

@@ -44,7 +44,7 @@ if run is not None:
         if st.button(f"Run `{kind}` on this run", key=f"run-{kind}"):
             with st.spinner(f"lab probe {run.path.name} {kind} ..."), common.guard(f"Probe {kind}"):
                 probe_run(run, kind, n_prompts=n_prompts)
-        res = common.read_json(run.path / "eval" / f"{kind}.json")
+        res = common.read_json(run.out / "eval" / f"{kind}.json")
         if res is None:
             st.caption(f"Not computed yet: press the button, or `lab probe {run.path} {kind}`.")
             continue
@@ -56,5 +56,5 @@ if run is not None:
                 common.image(figures.png_bytes(figures.spd_figure(res)))
             elif kind == "probe":
                 common.image(figures.png_bytes(figures.probe_figure(res)))
-            elif (run.path / "figures" / FIGURES[kind]).is_file():
-                common.image((run.path / "figures" / FIGURES[kind]).read_bytes())
+            elif (run.out / "figures" / FIGURES[kind]).is_file():
+                common.image((run.out / "figures" / FIGURES[kind]).read_bytes())

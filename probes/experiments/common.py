@@ -30,7 +30,7 @@ from lab.trainer import TrainingDiverged
 
 from ..figures import pyplot, save_figure  # noqa: F401  (the experiments' figure helpers)
 
-SCALES = ("quick", "paper")
+SCALES = ("quick", "paper", "zoo")  # zoo: the recipe of the models shipped in lab/zoo/ (quick unless it says more)
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,11 @@ EXPERIMENTS: dict[str, Experiment] = {}
 
 
 def experiment(name: str, scales: dict, trainings: Callable[[dict], list[Training]] | None = None):
-    """Register `analyse(ctx) -> (claims, metrics)` as experiment `name`, with its scales and its trainings."""
+    """Register `analyse(ctx) -> (claims, metrics)` as experiment `name`, with its scales and its trainings. Its
+    "zoo" scale (what the shipped models of lab/zoo/ were trained at) is its quick scale unless it names one."""
     def register(analyse):
-        EXPERIMENTS[name] = Experiment(name, scales, trainings or (lambda s: []), analyse, analyse.__doc__ or "")
+        EXPERIMENTS[name] = Experiment(name, {"zoo": scales["quick"], **scales}, trainings or (lambda s: []), analyse,
+                                       analyse.__doc__ or "")
         return analyse
     return register
 
@@ -133,42 +135,52 @@ def claim_experiment_folder(folder: Path, name: str, scale: str, given: bool = T
         atomic_write_json(folder / EXPERIMENT, {"name": name, "scale": scale})
 
 
-def seed_trials(exp: Experiment, scale: str, folder: Path, out, n_seeds: int) -> list:
-    """The experiment's trainings for seed replicas 0..n_seeds-1: replica k trains with train.seed + k * stride
-    (stride: the span of the seeds the experiment itself uses, so replicas never share a seed) in NAME-seedS."""
+def replicas(exp: Experiment, scale: str, n_seeds: int) -> list[tuple[int, Training, int, str]]:
+    """(k, training, seed, folder name) of each training of seed replicas 0..n_seeds-1: replica k trains with
+    train.seed + k * stride (stride: the span of the seeds the experiment itself uses, so replicas never share a
+    seed) in NAME-seedS (replica 0 in NAME)."""
     trainings = exp.trainings(exp.scales[scale])
     names = [t.name for t in trainings]
     if len(set(names)) != len(names):
         raise ValueError(f"experiment {exp.name} declares two trainings with one name")  # pragma: no cover
     base = {t.name: make_config(t.preset, t.overrides).train.seed for t in trainings}
     stride = max(base.values()) - min(base.values()) + 1 if base else 1
-    trials = []
-    for k in range(n_seeds):
-        for t in trainings:
-            home = experiment_dir(t.home, scale) if t.home and out is None else folder
-            seed = base[t.name] + k * stride
-            trials.append(trial(home / (t.name if k == 0 else f"{t.name}-seed{seed}"), t.preset,
-                                {**t.overrides, "train.seed": seed}, group=t.name,
-                                label={"training": t.name, "seed_index": k}))
-    return trials
+    return [(k, t, base[t.name] + k * stride, t.name if k == 0 else f"{t.name}-seed{base[t.name] + k * stride}")
+            for k in range(n_seeds) for t in trainings]
+
+
+def seed_trials(exp: Experiment, scale: str, folder: Path, out, n_seeds: int, homes=None) -> list:
+    """The executor's trials of seed replicas 0..n_seeds-1 (see `replicas`). A training another experiment holds
+    (its `home`) goes to `homes(home)`, by default that experiment's default folder (or `folder` under a given
+    --out)."""
+    def home_of(t: Training) -> Path:
+        if not t.home:
+            return folder
+        if homes is not None:
+            return Path(homes(t.home))
+        return experiment_dir(t.home, scale) if out is None else folder
+
+    return [trial(home_of(t) / name, t.preset, {**t.overrides, "train.seed": seed}, group=t.name,
+                  label={"training": t.name, "seed_index": k})
+            for k, t, seed, name in replicas(exp, scale, n_seeds)]
 
 
 def reproduce(name: str, scale: str = "quick", out=None, quiet: bool = False, seeds: int = 1,
               address: str | None = None, cpus: int | None = None, threads: int | None = None,
-              gpus_per_trial: float | None = None, pack: bool = True) -> dict:
+              gpus_per_trial: float | None = None, pack: bool = True, homes=None) -> dict:
     """Run experiment `name` at `scale` ("quick": a CPU in minutes; "paper": the original setting) on `seeds` seed
     replicas: its trainings all go to the executor at once (packed into ensembles where they differ only in seed),
     then each replica's runs are analysed. A replica whose training failed is left out and reported."""
     exp = get(name)
     if scale not in exp.scales:
-        raise ValueError(f"scale must be one of quick, paper; got {scale!r}")
+        raise ValueError(f"scale must be one of {', '.join(SCALES)}; got {scale!r}")
     n_trainings = len(exp.trainings(exp.scales[scale]))
     if not isinstance(seeds, int) or isinstance(seeds, bool) or not 1 <= seeds * max(1, n_trainings) <= MAX_TRIALS:
         raise ValueError(f"--seeds must be an integer from 1 to {MAX_TRIALS // max(1, n_trainings)} for {name} (at "
                          f"most {MAX_TRIALS} trainings in all; it trains {n_trainings} per seed); got {seeds}")
     t0 = time.time()
     folder = experiment_dir(name, scale, out)
-    trials = seed_trials(exp, scale, folder, out, seeds)
+    trials = seed_trials(exp, scale, folder, out, seeds, homes)
     claim_experiment_folder(folder, name, scale, given=out is not None)
     if threads is None:  # on this machine, fewer trainings than cores share the cores out (one alone gets them all)
         threads = max(1, (cpus or os.cpu_count() or 1) // max(1, len(trials))) if address is None else 1
@@ -185,23 +197,29 @@ def reproduce(name: str, scale: str = "quick", out=None, quiet: bool = False, se
             failed.setdefault(k, []).append(f"{r['run_dir']}: {r['status']}: {r['error']}")
     if len(failed) == seeds:
         raise TrainingDiverged(f"{name}: no seed finished its trainings; " + "; ".join(failed[0]))
-    per_seed = []
-    for k in range(seeds):
-        if k in failed:
-            continue
-        ctx = Context(name, scale, exp.scales[scale], folder, by_seed[k], k, quiet)
-        claims, metrics = exp.analyse(ctx)
-        per_seed.append({"seed_index": k, "run_dirs": [str(r.path) for r in ctx.runs.values()], "claims": claims,
-                         "metrics": metrics})
-    first = per_seed[0]
-    if seeds == 1:
-        res = result(name, scale, time.time() - t0, first["run_dirs"], first["claims"], first["metrics"])
-    else:
-        res = result(name, scale, time.time() - t0, [d for p in per_seed for d in p["run_dirs"]],
-                     claims_over_seeds([p["claims"] for p in per_seed], seeds), first["metrics"])
-        res.update(seeds=seeds, per_seed=per_seed,
-                   failed_seeds=[{"seed_index": k, "errors": e} for k, e in sorted(failed.items())])
+    per_seed = [analyse_replica(exp, scale, folder, by_seed[k], k, quiet) for k in range(seeds) if k not in failed]
+    res = assemble(name, scale, time.time() - t0, per_seed, seeds, failed)
     save_result(folder, res)
+    return res
+
+
+def analyse_replica(exp: Experiment, scale: str, folder: Path, runs: dict[str, Run], k: int, quiet: bool) -> dict:
+    """Seed replica k's claims and metrics from its finished runs (by training name)."""
+    ctx = Context(exp.name, scale, exp.scales[scale], folder, runs, k, quiet)
+    claims, metrics = exp.analyse(ctx)
+    return {"seed_index": k, "run_dirs": [str(r.path) for r in ctx.runs.values()], "claims": claims,
+            "metrics": metrics}
+
+
+def assemble(name: str, scale: str, wall_s: float, per_seed: list[dict], seeds: int, failed: dict | None = None):
+    """The result of the replicas analysed (`analyse_replica`); one seed gives the plain result shape."""
+    first, failed = per_seed[0], failed or {}
+    if seeds == 1:
+        return result(name, scale, wall_s, first["run_dirs"], first["claims"], first["metrics"])
+    res = result(name, scale, wall_s, [d for p in per_seed for d in p["run_dirs"]],
+                 claims_over_seeds([p["claims"] for p in per_seed], seeds), first["metrics"])
+    res.update(seeds=seeds, per_seed=per_seed,
+               failed_seeds=[{"seed_index": k, "errors": e} for k, e in sorted(failed.items())])
     return res
 
 
