@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 import lab
+from lab import zoo
 from lab.runs import (
     CHECKPOINT,
     CONFIG,
@@ -23,6 +24,16 @@ from lab.runs import (
 )
 
 
+def run_name(run: lab.Run) -> str:
+    """How a run is named to people: its folder's name, or a zoo model's name."""
+    return zoo.PREFIX + run.zoo_name if run.zoo_name else run.path.name
+
+
+def run_arg(run: lab.Run) -> str:
+    """What names the run on a `lab` command line."""
+    return zoo.PREFIX + run.zoo_name if run.zoo_name else str(run.path)
+
+
 def run_summary(run: lab.Run) -> dict:
     """One table row: what the Runs page lists."""
     cfg, rows = run.config, read_metrics(run.path / METRICS)
@@ -31,7 +42,7 @@ def run_summary(run: lab.Run) -> dict:
     updated = max((run.path / f).stat().st_mtime for f in (CONFIG, METRICS, STATUS) if (run.path / f).exists())
     task = run.task
     size = f"{task.n_vertices} vertices, {task.distribution}" if cfg.task.name == "graph_search" else f"d={task.d}"
-    return {"run": run.path.name, "preset": cfg.preset, "task": f"{cfg.task.name} {size}",
+    return {"run": run_name(run), "preset": cfg.preset, "task": f"{cfg.task.name} {size}",
             "format": cfg.task.format, "model": f"{cfg.model.n_layers}L x {cfg.model.d_model}, {cfg.model.n_heads}h",
             "members": cfg.ensemble.size, "status": status.get("status", "?"),
             "step": f"{status.get('step', last.get('step', 0))}/{cfg.train.steps}",
@@ -53,40 +64,119 @@ def _load(path: str, member: int | None, stamp: float) -> lab.Run:
     return run
 
 
-def sidebar() -> tuple[list[lab.Run], list[tuple[Path, str]]]:
-    """The run picker every page starts with: the selected run (and ensemble member) live in session state.
-    Returns what `lab.runs.scan_runs` found."""
+# The zoo model each kind of page opens on a fresh install (before the user picks one or trains one of their own)
+ZOO_DEFAULT = {"linear_regression": "garg-curve/linreg", "boolean": "bhattamishra-table/conjunction-transformer",
+               "representation": "guo-representation/representation", "graph_search": "saparov-distributions/balanced"}
+ZOO, YOURS = "zoo (shipped)", "your runs"
+
+
+@st.cache_resource(show_spinner=False)
+def _zoo_runs(stamp: float) -> list[lab.Run]:
+    return [lab.load_run(zoo.PREFIX + name) for name in zoo.models()]
+
+
+def zoo_runs() -> list[lab.Run]:
+    """The shipped models (lab/zoo/), read once per manifest."""
+    return _zoo_runs(zoo.MANIFEST.stat().st_mtime if zoo.MANIFEST.is_file() else 0.0)
+
+
+def choose(path: Path) -> None:
+    """Make `path` the selected run of every page of its task (and of the pages about no task in particular): the
+    sweeps page opens a trial this way."""
+    chosen = st.session_state.setdefault("chosen", {})
+    chosen["any"] = Path(path)
+    try:
+        chosen[lab.load_run(path).config.task.name] = Path(path)
+    except (OSError, RunFileError):
+        pass
+
+
+def _default(task: str | None, yours: list[lab.Run], shipped: list[lab.Run]) -> lab.Run | None:
+    """A page's run before any choice: the user's newest run of its task, else its zoo reference model."""
+    def of_task(runs):
+        return [r for r in runs if task is None or r.config.task.name == task]
+
+    mine = sorted(of_task(yours), key=lambda r: (r.path / CONFIG).stat().st_mtime)
+    if mine:
+        return mine[-1]
+    by_name = {r.zoo_name: r for r in shipped}
+    return by_name.get(ZOO_DEFAULT.get(task, "garg-curve/linreg")) or next(iter(of_task(shipped)), None) \
+        or next(iter(shipped), None)
+
+
+def _picked(slot: str) -> None:
+    """The picker changed: the picked run becomes this kind of page's choice, and its own task's."""
+    path = st.session_state["picker_paths"][st.session_state["run_picker"]]
+    choose(path)
+    st.session_state["chosen"][slot] = path
+
+
+def _source_changed(slot: str, task: str | None) -> None:
+    """The zoo / your runs switch changed: this kind of page opens the best run of that source."""
+    listed = st.session_state["picker_sources"][st.session_state["run_source"]]
+    best = _default(task, listed, []) if st.session_state["run_source"] == YOURS else _default(task, [], listed)
+    if best is not None:
+        st.session_state["chosen"][slot] = best.path
+    else:
+        st.session_state["picker_note"] = f"No runs under {runs_root()} yet: train one on the Runs page."
+
+
+def sidebar(task: str | None = None) -> tuple[list[lab.Run], list[tuple[Path, str]]]:
+    """The run picker every page starts with: the models shipped with the lab (zoo) and your runs, listed apart. Each
+    kind of page (`task`: linear_regression, boolean, ...) remembers its own choice and opens, before any, the
+    user's newest run of its task or else its zoo model; a pick is also remembered for the other pages of the picked
+    run's task. Returns what `lab.runs.scan_runs` found (your runs)."""
+    slot = task or "any"
     with st.sidebar:
-        runs, problems = scan_runs()
-        current = st.session_state.get("run_path")
-        if current is not None and current not in [r.path for r in runs]:  # a sweep's trial, opened on Sweeps
+        yours, problems = scan_runs()
+        shipped = zoo_runs()
+        chosen = st.session_state.setdefault("chosen", {})
+        for path in set(chosen.values()) - {r.path for r in yours + shipped}:  # a sweep's trial opened on Sweeps
             try:
-                runs.append(lab.load_run(current))
+                yours.append(lab.load_run(path))
             except (OSError, RunFileError):
                 pass
-        names = [_display_name(r.path) for r in runs]
-        if names:
-            index = names.index(_display_name(current)) if current is not None and _display_name(current) in names \
-                else len(names) - 1
-            choice = st.selectbox("Run", names, index=index, key="run_picker")
-            chosen = runs[names.index(choice)]
-            st.session_state["run_path"] = chosen.path
-            if chosen.n_members > 1:
-                st.session_state["member"] = st.number_input(f"Member (of {chosen.n_members})", 0,
-                                                             chosen.n_members - 1, 0, key="member_picker")
+        current = chosen.get(slot)
+        if current not in [r.path for r in yours + shipped]:
+            fallback = _default(task, yours, shipped)
+            current = fallback.path if fallback is not None else None
+        source = YOURS if current in [r.path for r in yours] else ZOO
+        listed = yours if source == YOURS else shipped
+        st.session_state["picker_sources"] = {ZOO: shipped, YOURS: yours}
+        st.session_state["run_source"] = source  # set before the widgets: each kind of page shows its own choice
+        st.radio("Models", [ZOO, YOURS], horizontal=True, key="run_source", on_change=_source_changed,
+                 args=(slot, task))
+        if current is None:
+            st.session_state["run_path"] = st.session_state["member"] = None
+            st.caption(f"No runs under {runs_root()} yet." if source == YOURS else "No zoo models are installed.")
+        else:
+            names = [_display_name(r) for r in listed]
+            st.session_state["picker_paths"] = dict(zip(names, [r.path for r in listed]))
+            st.session_state["run_picker"] = _display_name(next(r for r in listed if r.path == current))
+            st.selectbox("Run", names, key="run_picker", on_change=_picked, args=(slot,))
+            picked = next(r for r in listed if r.path == current)
+            chosen[slot] = st.session_state["run_path"] = current
+            if picked.n_members > 1:
+                st.session_state["member"] = st.number_input(f"Member (of {picked.n_members})", 0,
+                                                             picked.n_members - 1, 0, key="member_picker")
             else:
                 st.session_state["member"] = None
-        else:
-            st.session_state["run_path"] = st.session_state["member"] = None
-            st.caption(f"No runs under {runs_root()} yet.")
+            if source == ZOO:
+                st.caption("Shipped with the lab, trained by `lab zoo build`; read-only (analyses are saved under "
+                           f"{runs_root() / 'zoo'}).")
+        if "picker_note" in st.session_state:
+            st.caption(st.session_state.pop("picker_note"))
         for path, problem in problems:
             st.caption(f"Skipped {path.name}: {problem}")
-    return runs, problems
+    return yours, problems
 
 
-def _display_name(path: Path) -> str:
-    """A run's name in the picker: its folder name, or its path under the run store for a nested one (a trial)."""
-    path, root = Path(path).absolute(), runs_root().absolute()
+def _display_name(run: lab.Run) -> str:
+    """A run's name in the picker: a zoo model's name, a run's folder name, or its path under the run store for a
+    nested one (a trial)."""
+    if run.zoo_name:
+        return run.zoo_name
+    path, root = Path(run.path).absolute(), runs_root().absolute()
     try:
         return str(path.relative_to(root))
     except ValueError:
@@ -160,26 +250,50 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
-def experiment_result(name: str, figure: str, minutes: int, button_key: str) -> None:
-    """A reproduction's quick-scale result (its figure and claims table), or, before it exists, its progress while
-    it runs in the background, or a button that starts it (`lab reproduce NAME --scale quick`)."""
-    from app import jobs
+def shipped_result(name: str) -> tuple[dict | None, Path]:
+    """A reproduction's result and its folder: the user's own quick run where there is one, else the zoo's (the
+    result of the models shipped with the lab), else (None, the quick folder)."""
     from probes.experiments.common import experiment_dir
 
     folder = experiment_dir(name, "quick")
     res = read_json(folder / "result.json")
-    if res is None:
-        job = jobs.state(name)
-        if job is not None and job["running"]:
-            st.info(f"`lab reproduce {name} --scale quick` is running (about {minutes} min on a laptop CPU).")
-            st.code(job["log"] or "(starting)", language=None)
-        else:
-            st.caption(f"Not computed yet: `lab reproduce {name}` (about {minutes} min on a laptop CPU), or:")
-            if st.button("Run it in the background", key=button_key):
-                jobs.start(name, ["reproduce", name, "--scale", "quick", "--quiet"])
-                st.rerun()
-        return
-    if (folder / "figures" / figure).is_file():
-        image((folder / "figures" / figure).read_bytes())
-    st.dataframe([{"claim": c["claim"], "paper": number(c["paper"]), "ours": number(c["ours"]),
-                   "passed": "yes" if c["passed"] else "no"} for c in res["claims"]], hide_index=True, width="stretch")
+    if res is None and (zoo.ROOT / name / "result.json").is_file():
+        return read_json(zoo.ROOT / name / "result.json"), zoo.ROOT / name
+    return res, folder
+
+
+def claims_table(res: dict) -> None:
+    """A result's claims: paper, ours, passed (m of N over seeds where there are several)."""
+    def passed(c):
+        return f"{c['passed_seeds']}/{c['seeds']}" if "passed_seeds" in c else "yes" if c["passed"] else "no"
+
+    st.dataframe([{"claim": c["claim"], "paper": number(c["paper"]), "ours": number(c["ours"]), "passed": passed(c)}
+                  for c in res["claims"]], hide_index=True, width="stretch")
+
+
+def experiment_result(name: str, figure: str, minutes: int, button_key: str) -> None:
+    """A reproduction's result (its figure and claims table): the user's quick run, else the one measured on the
+    shipped zoo models at once; and, while it runs in the background, its progress, else a button that runs it
+    (`lab reproduce NAME --scale quick`)."""
+    from app import jobs
+
+    res, folder = shipped_result(name)
+    if res is not None:
+        if folder.is_relative_to(zoo.ROOT):
+            st.caption(f"Measured on the models shipped with the lab (`lab reproduce {name} --zoo`"
+                       f"{', ' + str(res['seeds']) + ' seeds' if res.get('seeds') else ''}).")
+        if (folder / "figures" / figure).is_file():
+            image((folder / "figures" / figure).read_bytes())
+        claims_table(res)
+        if not folder.is_relative_to(zoo.ROOT):
+            return
+    job = jobs.state(name)
+    if job is not None and job["running"]:
+        st.info(f"`lab reproduce {name} --scale quick` is running (about {minutes} min on a laptop CPU).")
+        st.code(job["log"] or "(starting)", language=None)
+    else:
+        st.caption(f"{'Train it yourself' if res is not None else 'Not computed yet'}: `lab reproduce {name}` (about "
+                   f"{minutes} min on a laptop CPU), or:")
+        if st.button("Run it in the background", key=button_key):
+            jobs.start(name, ["reproduce", name, "--scale", "quick", "--quiet"])
+            st.rerun()

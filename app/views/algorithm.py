@@ -7,7 +7,7 @@ from probes import figures
 from probes.inspect import PROBES, not_applicable, probe_run
 
 st.title("Which algorithm?")
-common.sidebar()
+common.sidebar("linear_regression")
 run = common.selected_run()
 
 SECTIONS = {
@@ -42,11 +42,11 @@ if run is not None:
             st.caption(f"Not for this run: this probe {why_not}.")
             continue
         if st.button(f"Run `{kind}` on this run", key=f"run-{kind}"):
-            with st.spinner(f"lab probe {run.path.name} {kind} ..."), common.guard(f"Probe {kind}"):
+            with st.spinner(f"lab probe {common.run_name(run)} {kind} ..."), common.guard(f"Probe {kind}"):
                 probe_run(run, kind, n_prompts=n_prompts)
         res = common.read_json(run.out / "eval" / f"{kind}.json")
         if res is None:
-            st.caption(f"Not computed yet: press the button, or `lab probe {run.path} {kind}`.")
+            st.caption(f"Not computed yet: press the button, or `lab probe {common.run_arg(run)} {kind}`.")
             continue
         left, right = st.columns([3, 2])
         with right:

@@ -9,13 +9,13 @@ from probes.icl_curve import icl_curve, plot_curve, shifted_task
 from tasks.boolean import CLASSES, TEACHABLE
 
 st.title("Boolean functions")
-common.sidebar()
+common.sidebar("boolean")
 st.caption("Inputs in {-1, +1}^n, a fresh function per prompt, labels +-1; accuracy of the sign of the prediction "
            "(a score of 0 is wrong) against the number of in-context examples k, with 90% bootstrap bands. The "
            "paper's scalar is the accuracy averaged over every prefix k = 0..N-1.")
 run = common.selected_run()
 if run is not None and run.config.task.name != "boolean":
-    st.info(f"{run.path.name} trains {run.config.task.name}. Train a Boolean run to see its curve here: "
+    st.info(f"{common.run_name(run)} trains {run.config.task.name}. Train a Boolean run to see its curve here: "
             "`lab train boolean-tiny task.fn=conjunction` (or start it from the Runs page).")
 elif run is not None:
     common.status_note(run)

@@ -11,13 +11,13 @@ from probes.search import TEST_SEED, held_out_task, search_curve
 from tasks.graph_search import DISTRIBUTIONS
 
 st.title("Graph search")
-common.sidebar()
+common.sidebar("graph_search")
 st.caption("A directed acyclic graph with random vertex ids, given as a shuffled edge list, then the query (start, "
            "goal) and the path so far. The model must name a child of the current vertex from which the goal is "
            "still reachable. Lookahead = how many edges past the children a search must look to tell them apart.")
 run = common.selected_run()
 if run is not None and run.config.task.name != "graph_search":
-    st.info(f"{run.path.name} trains {run.config.task.name}. Train a graph-search run to see it here: "
+    st.info(f"{common.run_name(run)} trains {run.config.task.name}. Train a graph-search run to see it here: "
             "`lab train graph-search` (or start it from the Runs page).")
 elif run is not None:
     common.status_note(run)
@@ -58,8 +58,8 @@ elif run is not None:
         result = curve(str(run.path), st.session_state.get("member"), common.checkpoint_stamp(run.path), n_prompts)
         left, right = st.columns([3, 2])
         with left:
-            common.image(png_bytes(lookahead_figure({run.path.name: result}, f"{task.n_vertices} vertices, trained "
-                                                    f"on {task.distribution}")))
+            title = f"{task.n_vertices} vertices, trained on {task.distribution}"
+            common.image(png_bytes(lookahead_figure({common.run_name(run): result}, title)))
         with right:
             st.dataframe({"test distribution": list(result["distributions"]),
                           "accuracy": [round(r["mean"], 3) for r in result["distributions"].values()]},
@@ -71,11 +71,11 @@ elif run is not None:
                "(beside the same circuits with random keys). Then a linear probe reads, from the token of u in each "
                "edge 'E u v', which vertices are reachable from u, beside the same model untrained.")
     if st.button("Trace circuits and decode reachable sets", key="graph_probe"):
-        with st.spinner(f"lab probe {run.path.name} search ..."), common.guard("Probe search"):
+        with st.spinner(f"lab probe {common.run_name(run)} search ..."), common.guard("Probe search"):
             probe_run(run, "search", n_prompts=600)
     res = common.read_json(run.out / "eval" / "search.json")
     if res is None:
-        st.caption(f"Not computed yet: press the button, or `lab probe {run.path} search`.")
+        st.caption(f"Not computed yet: press the button, or `lab probe {common.run_arg(run)} search`.")
     else:
         for name in ("reach.png", "trace.png"):
             if (run.out / "figures" / name).is_file():

@@ -6,7 +6,7 @@ from app import charts, common
 from probes.icl_curve import icl_curve, plot_curve, shifted_task
 
 st.title("In-context curve")
-common.sidebar()
+common.sidebar("linear_regression")
 st.caption("Squared error / E[y^2] (the zero predictor scores 1) against the number of in-context examples k, "
            "with 90% bootstrap bands, on fresh prompts. Every baseline sees the same prompts.")
 run = common.selected_run()
@@ -14,7 +14,7 @@ if run is not None:
     common.status_note(run)
     task = run.task
     if run.config.task.name != "linear_regression":
-        st.info(f"This page shows linear-regression runs; {run.path.name} trains {run.config.task.name}"
+        st.info(f"This page shows linear-regression runs; {common.run_name(run)} trains {run.config.task.name}"
                 + {"boolean": ": see the Boolean functions page.", "graph_search": ": see the Graph search page."}
                 .get(run.config.task.name, "."))
         st.stop()

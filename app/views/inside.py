@@ -12,10 +12,11 @@ ACTIVATIONS = {"resid_pre": "residual stream entering the block", "attn_out": "a
                "mlp_out": "MLP output", "z": "heads' mixed values (z)", "v": "heads' values (v)"}
 
 st.title("Inside the model")
-common.sidebar()
+common.sidebar("linear_regression")
 run = common.selected_run()
 if run is not None and run.config.task.name == "graph_search":
-    st.info(f"{run.path.name} searches graphs: its attention trace and reachable sets are on the Graph search page.")
+    st.info(f"{common.run_name(run)} searches graphs: its attention trace and reachable sets are on the Graph search "
+            "page.")
 elif run is not None:
     common.status_note(run)
     n = run.config.task.n_points

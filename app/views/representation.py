@@ -9,12 +9,12 @@ from probes.experiments.guo import untrained_like
 from probes.icl_curve import EVAL_SEED, icl_curve
 
 st.title("Learning with a representation")
-common.sidebar()
+common.sidebar("representation")
 st.caption("y = <w, Phi*(x)> + noise: Phi* is one fixed random MLP shared by every prompt, w is fresh per prompt. "
            "The best learner is ridge regression on Phi*(x) (the oracle); ridge on x alone cannot fit it.")
 run = common.selected_run()
 if run is not None and run.config.task.name != "representation":
-    st.info(f"{run.path.name} trains {run.config.task.name}. Train a representation run to see it here: "
+    st.info(f"{common.run_name(run)} trains {run.config.task.name}. Train a representation run to see it here: "
             "`lab train guo-representation task.d=5 task.D=5 task.n_points=16 model.n_layers=4 model.d_model=64 "
             "model.n_heads=4 train.lr=1e-3 curriculum.enabled=false train.steps=5000`, or run the reproduction below.")
 elif run is not None:

@@ -14,15 +14,21 @@ runs, problems = common.sidebar()
 if runs:
     st.dataframe([common.run_summary(r) for r in runs], hide_index=True, width="stretch")
 else:
-    st.info(f"No runs under {common.runs_root()} yet: start one below, or run `lab demo` in a terminal.")
+    st.info(f"No runs of your own under {common.runs_root()} yet: start one below, or run `lab demo` in a terminal. "
+            "Meanwhile every page opens on the models shipped with the lab (below).")
 for path, problem in problems:
     st.warning(f"{path.name}: {problem}")
+with st.expander(f"Shipped with the lab: {len(common.zoo_runs())} trained models (the zoo)", expanded=not runs):
+    st.dataframe([common.run_summary(r) for r in common.zoo_runs()], hide_index=True, width="stretch")
+    st.caption("`lab zoo list` names them; `lab.load_run(\"zoo:NAME\")` opens one; `lab reproduce NAME --zoo` "
+               "checks an experiment's claims on them in seconds.")
 
 
 path = common.selected_path()
 if path is not None:
-    st.subheader(f"Selected: {path.name}")
-    with common.guard(f"Reading {path.name}"):
+    name = common.run_name(lab.load_run(path))
+    st.subheader(f"Selected: {name}")
+    with common.guard(f"Reading {name}"):
         status = lab.load_run(path).status
         if status.get("status") == "diverged":
             st.error(status.get("message", "this run diverged"))
@@ -31,7 +37,7 @@ if path is not None:
                        f"{status.get('message', 'resume it with the command that started it')}")
         rows = read_metrics(path / METRICS)
         if rows:
-            common.image(png_bytes(training_curve(rows, path.name)))
+            common.image(png_bytes(training_curve(rows, name)))
         else:
             st.caption("No metrics logged yet.")
 

@@ -94,8 +94,7 @@ else:
             pick = st.selectbox("Trial", [r["trial"] for r in done], key="sweep_trial")
             if st.button("Open this trial on the other pages", key="open_trial"):
                 row = done[[r["trial"] for r in done].index(pick)]
-                st.session_state["run_path"] = common.Path(row["run_dir"])
-                st.session_state["member"] = None
+                common.choose(common.Path(row["run_dir"]))
                 st.success(f"{pick} is the selected run now: the sidebar shows it on every page.")
 
 st.subheader("Start a sweep")

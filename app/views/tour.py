@@ -7,6 +7,7 @@ from probes.experiments.common import experiment_dir
 
 DEMOS = [
     {"title": "1. In-context learning of linear functions", "job": "tour-demo", "args": ["demo", "--quiet"],
+     "shipped": "garg-curve",
      "what": "A small transformer is trained only on prompts (x1, y1, ..., xk, yk, x) of random linear functions. "
              "Notice that its error falls like least squares' as k grows, far below averaging or nearest "
              "neighbours: it learned a learning algorithm, with no weight update at test time.",
@@ -71,7 +72,7 @@ else:
 
 job = jobs.state(job_name)
 if job is None or not job["running"]:
-    if st.button(f"Run the quick version (about {demo['minutes']} min on a laptop CPU)", key="tour_run"):
+    if st.button(f"Train it yourself (about {demo['minutes']} min on a laptop CPU)", key="tour_run"):
         jobs.start(job_name, args)
         st.rerun()
     if job is not None and job["returncode"] not in (None, 0):
@@ -94,10 +95,13 @@ def job_panel():
 
 job_panel()
 result = common.read_json(folder / "result.json")
+if result is None and not list(folder.glob("figures/*.png")):  # not run here yet: what the shipped models measured
+    result, folder = common.shipped_result(demo.get("shipped", demo.get("name")))
+    if folder.is_relative_to(common.zoo.ROOT):
+        st.caption(f"Shown at once: measured on the models shipped with the lab (`lab reproduce {folder.name} --zoo`"
+                   f"{'; the same task, trained deeper than the demo' if 'shipped' in demo else ''}).")
 if result is not None:
-    st.subheader("What the quick version measured")
-    st.dataframe([{"claim": c["claim"], "paper": common.number(c["paper"]), "ours": common.number(c["ours"]),
-                   "passed": "yes" if c["passed"] else "no"} for c in result["claims"]], hide_index=True,
-                 width="stretch")
+    st.subheader("What it measured")
+    common.claims_table(result)
 for png in sorted((folder / "figures").glob("*.png")) if (folder / "figures").is_dir() else []:
     common.image(png.read_bytes(), caption=png.name)

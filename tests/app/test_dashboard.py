@@ -133,14 +133,15 @@ def test_svm_page_solves_another_problem_and_another_ratio(app):
 
 @pytest.mark.parametrize("page", ["views/icl_curve.py", "views/inside.py", "views/algorithm.py", "views/boolean.py"])
 def test_other_pages_point_a_graph_run_to_its_page(app, page):
-    app.sidebar.selectbox(key="run_picker").set_value("graph").run()
     _page(app, page)
-    assert not app.error, [e.value for e in app.error]
+    app.sidebar.selectbox(key="run_picker").set_value("graph").run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert "graph" in _texts(app).lower()
 
 
 def test_inside_page_on_a_boolean_run_compares_with_the_exact_learner(app):
-    app.sidebar.selectbox(key="run_picker").set_value("bool").run()
     _page(app, "views/inside.py")
+    app.sidebar.selectbox(key="run_picker").set_value("bool").run()
     labels = [m.label for m in app.metric]
     assert "Literal elimination on the edited prompt" in labels and "Model logit for y = +1, edited prompt" in labels
 
