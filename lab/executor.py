@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 
 from .config import ConfigError, machine_memory, make_config
 from .processes import Reaper, descendants
-from .runs import CONFIG, Run, RunFileError
+from .runlock import holder
+from .runs import CONFIG, METRICS, Run, RunFileError, read_metrics
 
 MAX_PACK = 256  # the most trials one ensemble packs (and fewer where memory is short: pack_limit)
 MAX_RETRIES = 3  # a trial whose worker process dies (killed, out of memory) is run again this many times
@@ -307,6 +308,27 @@ def cluster_slots(ray, threads: int) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
 
 
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def job_progress(job: Job) -> str | None:
+    """A training job's progress, read from its folder while its process holds the run lock: "NAME step/steps, loss
+    L, T left" (its logged throughput); None when it is not training now (queued, or not logged yet)."""
+    if holder(job.out) is None:
+        return None
+    rows = read_metrics(job.out / METRICS)
+    if not rows:
+        return f"{job.out.name} starting"
+    last, steps = rows[-1], job.config["train"]["steps"]
+    losses = last.get("losses") or [last.get("loss")]
+    losses = [x for x in losses if isinstance(x, (int, float))]
+    loss = f", loss {sum(losses) / len(losses):.3g}" if losses else ""
+    rate = last.get("steps_per_s")
+    left = f", {_minutes((steps - last['step']) / rate)} left" if rate else ""
+    return f"{job.out.name} {last['step']}/{steps}{loss}{left}"
+
+
 def execute(jobs: list[Job], *, ray=None, threads: int = 1, gpus_per_trial: float = 0, evaluate=None,
             quiet: bool = False, desc: str = "trials", on_record=None) -> list[dict]:
     """Run `jobs` on Ray (already connected: `ray`), finished ones here without Ray; returns every trial's
@@ -334,9 +356,12 @@ def execute(jobs: list[Job], *, ray=None, threads: int = 1, gpus_per_trial: floa
                 on_record and on_record(_record(t, jobs[i], "pending", None, time.time()))
         try:
             while refs:
+                running = [p for p in (job_progress(jobs[i]) for i in refs.values()) if p]
                 bar.set_postfix_str(f"running {min(slots, len(refs))}, queued {max(0, len(refs) - slots)}, "
-                                    f"failed {failed}", refresh=True)
-                done, _ = ray.wait(list(refs), num_returns=1)
+                                    f"failed {failed}" + "".join(f"; {p}" for p in running), refresh=True)
+                done, _ = ray.wait(list(refs), num_returns=1, timeout=None if quiet else 5.0)
+                if not done:
+                    continue  # the bar's line again, with each running trial's step, loss and time left
                 i = refs.pop(done[0])
                 try:
                     records[i] = ray.get(done[0])
