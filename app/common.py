@@ -121,6 +121,33 @@ def _source_changed(slot: str, task: str | None) -> None:
         st.session_state["picker_note"] = f"No runs under {runs_root()} yet: train one on the Runs page."
 
 
+def load_zoo_run(name: str) -> lab.Run:
+    """A shipped model, loaded once (the zoo never changes under a running dashboard)."""
+    return _load(zoo.PREFIX + name, None, 0.0)
+
+
+def zoo_reference(run: lab.Run) -> lab.Run | None:
+    """A shipped model trained on exactly the run's task and prompt length (None for a zoo model itself, or when the
+    zoo has none): what a run of that task reaches when it has learned."""
+    if run.zoo_name:
+        return None
+    return next((r for r in zoo_runs() if r.config.task == run.config.task), None)
+
+
+UNDER_TRAINED = 0.1  # a run is flagged when its mean error at k >= d exceeds its zoo reference's by this and 2x
+
+
+def under_trained_note(run: lab.Run, model_error: float, reference: lab.Run, reference_error: float) -> str | None:
+    """One line when the run's mean error at k >= d is far above its zoo reference's, with the steps that made it."""
+    if not (model_error > reference_error + UNDER_TRAINED and model_error > 2 * reference_error):
+        return None
+    ref = reference.config
+    return (f"Under-trained: at k >= d its mean error is {model_error:.3f}, against {reference_error:.3f} for "
+            f"{run_name(reference)} on the same task ({ref.model.n_layers} layers, {ref.train.steps} steps; this run "
+            f"{run.config.model.n_layers} layers, {run.config.train.steps} steps). It has not learned the task yet: "
+            f"train with the reference's recipe, `{zoo.models()[reference.zoo_name]['command']}`.")
+
+
 def sidebar(task: str | None = None) -> tuple[list[lab.Run], list[tuple[Path, str]]]:
     """The run picker every page starts with: the models shipped with the lab (zoo) and your runs, listed apart. Each
     kind of page (`task`: linear_regression, boolean, ...) remembers its own choice and opens, before any, the
@@ -271,6 +298,13 @@ def claims_table(res: dict) -> None:
                   for c in res["claims"]], hide_index=True, width="stretch")
 
 
+def analysis_file(run: lab.Run, *parts: str) -> Path:
+    """A file an analysis of the run wrote (eval/KIND.json, figures/NAME.png): where its analyses go now, else, for
+    a zoo model, the one shipped with it (so a fresh install shows it at once)."""
+    mine = run.out.joinpath(*parts)
+    return mine if mine.is_file() or not run.zoo_name else run.path.joinpath(*parts)
+
+
 def experiment_result(name: str, figure: str, minutes: int, button_key: str) -> None:
     """A reproduction's result (its figure and claims table): the user's quick run, else the one measured on the
     shipped zoo models at once; and, while it runs in the background, its progress, else a button that runs it
@@ -289,11 +323,12 @@ def experiment_result(name: str, figure: str, minutes: int, button_key: str) -> 
             return
     job = jobs.state(name)
     if job is not None and job["running"]:
-        st.info(f"`lab reproduce {name} --scale quick` is running (about {minutes} min on a laptop CPU).")
-        st.code(job["log"] or "(starting)", language=None)
+        st.info(f"`lab reproduce {name} --scale quick` is running (about {minutes} min on a laptop CPU); its "
+                "progress, with each training's step, loss and time left:")
+        st.code(job["progress"] or "(starting)", language=None)
     else:
         st.caption(f"{'Train it yourself' if res is not None else 'Not computed yet'}: `lab reproduce {name}` (about "
                    f"{minutes} min on a laptop CPU), or:")
         if st.button("Run it in the background", key=button_key):
-            jobs.start(name, ["reproduce", name, "--scale", "quick", "--quiet"])
+            jobs.start(name, ["reproduce", name, "--scale", "quick"])
             st.rerun()

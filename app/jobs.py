@@ -53,7 +53,8 @@ def _alive(pid: int) -> bool:
 
 
 def state(name: str) -> dict | None:
-    """{"running", "returncode" (None while running or unknown), "log" (its last lines), "cmd"} or None."""
+    """{"running", "returncode" (None while running or unknown), "log" (its last lines), "progress" (the last line:
+    a progress bar's latest state, with its step, loss and time left), "cmd"} or None."""
     meta = _meta(name)
     if meta is None:
         return None
@@ -65,8 +66,9 @@ def state(name: str) -> dict | None:
         code, running = None, _alive(meta["pid"])
     log_path = jobs_dir() / f"{name}.log"
     lines = log_path.read_text(errors="replace").replace("\r", "\n").splitlines() if log_path.is_file() else []
-    return {"running": running, "returncode": code, "log": "\n".join(l for l in lines[-12:] if l.strip()),
-            "cmd": " ".join(meta["cmd"][2:])}
+    shown = [l for l in lines if l.strip()]
+    return {"running": running, "returncode": code, "log": "\n".join(shown[-12:]),
+            "progress": shown[-1] if shown else "", "cmd": " ".join(meta["cmd"][2:])}
 
 
 def error_line(job: dict) -> str | None:

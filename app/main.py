@@ -7,7 +7,9 @@ import streamlit as st
 HERE = Path(__file__).parent
 st.set_page_config(page_title="the lab: in-context learning", layout="wide")
 
-PAGES = [st.Page(HERE / "views" / "runs.py", title="Runs", url_path="runs", default=True),
+PAGES = [st.Page(HERE / "views" / "home.py", title="Start here", url_path="home", default=True),
+         st.Page(HERE / "views" / "tour.py", title="Tour", url_path="tour"),
+         st.Page(HERE / "views" / "runs.py", title="Runs", url_path="runs"),
          st.Page(HERE / "views" / "icl_curve.py", title="In-context curve", url_path="icl_curve"),
          st.Page(HERE / "views" / "inside.py", title="Inside the model", url_path="inside"),
          st.Page(HERE / "views" / "algorithm.py", title="Which algorithm", url_path="algorithm"),
@@ -15,6 +17,5 @@ PAGES = [st.Page(HERE / "views" / "runs.py", title="Runs", url_path="runs", defa
          st.Page(HERE / "views" / "representation.py", title="Representations", url_path="representation"),
          st.Page(HERE / "views" / "graph_search.py", title="Graph search", url_path="graph_search"),
          st.Page(HERE / "views" / "attention_svm.py", title="Attention as an SVM", url_path="attention_svm"),
-         st.Page(HERE / "views" / "sweeps.py", title="Sweeps", url_path="sweeps"),
-         st.Page(HERE / "views" / "tour.py", title="Tour", url_path="tour")]
+         st.Page(HERE / "views" / "sweeps.py", title="Sweeps", url_path="sweeps")]
 st.navigation(PAGES).run()

@@ -92,9 +92,28 @@ def training_curve(rows: list[dict], title: str):
         ax.legend(fontsize=7, ncol=4)
     else:
         ax.plot(steps, [r["loss"] for r in rows], ".-", lw=1.5)
+    for step, text in curriculum_steps(rows):
+        ax.axvline(step, color="grey", lw=0.8, ls=":")
+        ax.annotate(text, (step, 1), xycoords=("data", "axes fraction"), rotation=90, fontsize=6, va="top",
+                    ha="right", color="grey")
     ax.set(xlabel="step", ylabel="training loss", yscale="log", title=title)
     fig.tight_layout()
     return fig
+
+
+CURRICULUM_KEYS = {"d_active": "d", "n_points": "points", "lookahead": "lookahead"}
+
+
+def curriculum_steps(rows: list[dict]) -> list[tuple[int, str]]:
+    """(step, "d 3->4") where a curriculum stage changed between logged rows of metrics.jsonl (Garg et al.'s
+    dimension and points curriculum, the graph task's lookahead)."""
+    marks = []
+    for before, after in zip(rows, rows[1:]):
+        changed = [f"{short} {before[key]}->{after[key]}" for key, short in CURRICULUM_KEYS.items()
+                   if key in before and key in after and before[key] != after[key]]
+        if changed:
+            marks.append((after["step"], ", ".join(changed)))
+    return marks
 
 
 def lookahead_figure(curves: dict, title: str = "accuracy by lookahead"):

@@ -33,13 +33,16 @@ from lab.runs import (
 
 from .experiments import common
 from .experiments.common import analyse_replica, assemble, claim_experiment_folder, save_result
+from .inspect import probe_run
 
 # Seeds each experiment ships (3 where its claims table reports 3 seeds and the 4-hour budget fits, else 1), in
 # the order `lab zoo build` trains them: what the dashboard's pages and the tour open first.
 SEEDS = {"garg-curve": 1, "vo-1layer": 3, "vo-gdpp": 3, "svm-convergence": 3, "svm-rank": 3, "scan-and-snap": 3,
          "guo-representation": 1, "bhattamishra-table": 1, "saparov-distributions": 1, "saparov-mechanism": 1,
-         "teaching-sequences": 3, "akyurek-depth": 1, "fu-newton": 1, "fu-illcond": 1, "garg-classes": 1,
+         "akyurek-depth": 1, "fu-newton": 1, "teaching-sequences": 3, "fu-illcond": 1, "garg-classes": 1,
          "saparov-scaling": 1}
+# The probes (`lab probe`) shipped with a model, so the dashboard's pages show them at once on a fresh install
+PROBED = {"garg-curve/linreg": ("match", "readout", "probe"), "saparov-distributions/balanced": ("search",)}
 RTOL, ATOL = 1e-3, 1e-4  # how close a recomputed claim's number must be to the manifest's (thread counts differ)
 
 
@@ -128,6 +131,11 @@ def ship(name: str, res: dict, threads: int, wall_s: float) -> None:
             for f in (CONFIG, METRICS, STATUS):
                 if (run.path / f).is_file():
                     shutil.copyfile(run.path / f, dest / f)
+            for kind in PROBED.get(zoo_name, ()):  # written into the build folder, then shipped with the model
+                probe_run(run, kind, n_prompts=1000)
+                for folder in ("eval", "figures"):
+                    if (run.path / folder).is_dir():
+                        shutil.copytree(run.path / folder, dest / folder, dirs_exist_ok=True)
             rows = read_metrics(run.path / METRICS)
             training = next(tr for tr in exp.trainings(exp.scales["zoo"]) if tr.name == t.group)
             overrides = {**training.overrides, "train.seed": t.seed}

@@ -44,7 +44,7 @@ if run is not None:
         if st.button(f"Run `{kind}` on this run", key=f"run-{kind}"):
             with st.spinner(f"lab probe {common.run_name(run)} {kind} ..."), common.guard(f"Probe {kind}"):
                 probe_run(run, kind, n_prompts=n_prompts)
-        res = common.read_json(run.out / "eval" / f"{kind}.json")
+        res = common.read_json(common.analysis_file(run, "eval", f"{kind}.json"))
         if res is None:
             st.caption(f"Not computed yet: press the button, or `lab probe {common.run_arg(run)} {kind}`.")
             continue
@@ -56,5 +56,5 @@ if run is not None:
                 common.image(figures.png_bytes(figures.spd_figure(res)))
             elif kind == "probe":
                 common.image(figures.png_bytes(figures.probe_figure(res)))
-            elif (run.out / "figures" / FIGURES[kind]).is_file():
-                common.image((run.out / "figures" / FIGURES[kind]).read_bytes())
+            elif common.analysis_file(run, "figures", FIGURES[kind]).is_file():
+                common.image(common.analysis_file(run, "figures", FIGURES[kind]).read_bytes())

@@ -73,13 +73,13 @@ elif run is not None:
     if st.button("Trace circuits and decode reachable sets", key="graph_probe"):
         with st.spinner(f"lab probe {common.run_name(run)} search ..."), common.guard("Probe search"):
             probe_run(run, "search", n_prompts=600)
-    res = common.read_json(run.out / "eval" / "search.json")
+    res = common.read_json(common.analysis_file(run, "eval", "search.json"))
     if res is None:
         st.caption(f"Not computed yet: press the button, or `lab probe {common.run_arg(run)} search`.")
     else:
         for name in ("reach.png", "trace.png"):
-            if (run.out / "figures" / name).is_file():
-                common.image((run.out / "figures" / name).read_bytes())
+            if common.analysis_file(run, "figures", name).is_file():
+                common.image(common.analysis_file(run, "figures", name).read_bytes())
         st.code(PROBES["search"].format(res), language=None)
 
 st.subheader("Naive vs balanced training")

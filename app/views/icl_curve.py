@@ -2,6 +2,7 @@
 prompts or on shifted ones (Garg et al. fig. 2 and their out-of-distribution tests)."""
 import streamlit as st
 
+import lab
 from app import charts, common
 from probes.icl_curve import icl_curve, plot_curve, shifted_task
 
@@ -28,20 +29,32 @@ if run is not None:
     n_prompts = c3.select_slider("Prompts", [128, 256, 640, 1280], 640, key="n_prompts")
     shifts = {"noise_std": noise, "x_scale": x_scale, "w_std": task.w_std * w_scale, "x_cov": x_cov}
 
-    @st.cache_data(max_entries=32, show_spinner="Computing the curve...")
-    def curve(path: str, member, stamp: float, shifts: dict, d_active: int, n_prompts: int) -> dict:
-        return icl_curve(run, n_prompts=n_prompts, task=shifted_task(run.task, **shifts), d_active=d_active)
+    @st.cache_data(max_entries=32, show_spinner="Computing the curve...", hash_funcs={lab.Run: lambda r: 0})
+    def curve(path: str, member, stamp: float, shifts: dict, d_active: int, n_prompts: int, of: lab.Run) -> dict:
+        return icl_curve(of, n_prompts=n_prompts, task=shifted_task(of.task, **shifts), d_active=d_active)
 
     with common.guard("The curve"):
         result = curve(str(run.path), st.session_state.get("member"), common.checkpoint_stamp(run.path), shifts,
-                       d_active, n_prompts)
+                       d_active, n_prompts, run)
         names = [n for n in result["curves"] if n != "model"]
         shown = st.multiselect("Baselines", names, default=[n for n in names if n != "zero"], key="baselines")
         view = {**result, "curves": {n: c for n, c in result["curves"].items() if n == "model" or n in shown}}
         left, right = st.columns([3, 2])
         with left:
-            st.altair_chart(charts.curve_chart(view), key="icl_chart")  # hover a point for its value and band
+            y_scale = st.radio("y axis", charts.Y_SCALES, horizontal=True, key="icl_y",
+                               help="clipped: the axis ends just above the model's and least squares' errors")
+            st.altair_chart(charts.curve_chart(view, y_scale), key="icl_chart")  # hover a point: value and band
             st.download_button("Download as PNG", plot_curve(view), "icl_curve.png", "image/png", key="curve_png")
+        reference = common.zoo_reference(run)
+        unshifted = shifted_task(run.task, **shifts) == run.task and d_active == task.d
+        if reference is not None and unshifted:
+            ref = curve(str(reference.path), None, 0.0, shifts, d_active, n_prompts, reference)
+            past_d = slice(task.d, None)
+            mean = [sum(c["mean"][past_d]) / len(c["mean"][past_d]) for c in (result["curves"]["model"],
+                                                                             ref["curves"]["model"])]
+            note = common.under_trained_note(run, mean[0], reference, mean[1])
+            if note:
+                st.warning(note)
         with right:
             k = min(d_active, len(result["k"]) - 1)
             model = result["curves"]["model"]["mean"]

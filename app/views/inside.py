@@ -113,11 +113,13 @@ elif run is not None:
             layers = [f"layer {l}" for l in range(res["exact"]["layers"])]
             left, right = st.columns(2)
             height = charts.heatmap_height(layers, labels)
+            limit = charts.shared_limit(res["exact"]["effect"], res["attribution"]["effect"])  # one colour scale
             left.altair_chart(charts.heatmap_chart(res["exact"]["effect"], layers, labels, "restored",
-                                                   "exact activation patching"), height=height, key="exact_chart")
+                                                   "exact activation patching", limit=limit), height=height,
+                              key="exact_chart")
             right.altair_chart(charts.heatmap_chart(res["attribution"]["effect"], layers, labels, "restored",
-                                                    "attribution patching (one backward pass)"), height=height,
-                               key="attr_chart")
+                                                    "attribution patching (one backward pass)", limit=limit),
+                               height=height, key="attr_chart")
             a = res["agreement"]
             st.metric("Agreement of attribution with exact patching (correlation over cells)",
                       "-" if a["correlation"] is None else f"{a['correlation']:.3f}",

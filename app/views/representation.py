@@ -37,14 +37,16 @@ elif run is not None:
         a = analysis(str(run.path), st.session_state.get("member"), common.checkpoint_stamp(run.path), n_prompts)
         left, right = st.columns(2)
         with left:
-            st.altair_chart(charts.curve_chart(a["curve"]), width="stretch")
+            y_scale = st.radio("y axis", charts.Y_SCALES, index=2, horizontal=True, key="rep_y")
+            st.altair_chart(charts.curve_chart(a["curve"], y_scale), width="stretch")
         with right:
             rows = [{"layer": l, "R^2": v, "probe": name} for name, vals in a["probes"].items()
                     for l, v in enumerate(vals)]
-            st.altair_chart(charts.line_chart(rows, "layer", "R^2", "probe",
+            st.altair_chart(charts.line_chart(rows, "layer", "R^2", "probe", y_domain=(-0.5, 1.0),
                                               title="linear probe of Phi*(x_i), by layer (0 = read-in)"),
                             width="stretch")
-            st.caption(f"An affine function of x alone reaches R^2 = {a['floor']:.3f}: what any linear read-in gives.")
+            st.caption(f"An affine function of x alone reaches R^2 = {a['floor']:.3f}: what any linear read-in gives. "
+                       "The axis stops at -0.5: a probe below it predicts worse than the mean.")
         att = a["attention"]  # [L, H]
         layers, heads = [f"layer {l}" for l in range(len(att))], [f"head {h}" for h in range(len(att[0]))]
         st.altair_chart(charts.heatmap_chart(att, layers, heads, "attention to own x",

@@ -67,6 +67,10 @@ def _trials_table(folder):
 if not sweeps:
     st.info(f"No sweeps under {common.runs_root()} yet: start one below, or from a terminal: "
             "`lab sweep tiny-linreg train.steps=300 model.n_layers=1,2 seeds=0..2`.")
+    st.subheader("Meanwhile: a sweep over depth, shipped with the lab")
+    st.caption("`akyurek-depth` trains the same regression task at depth 1, 2, 4 and 8 (one executor, one trial "
+               "per depth, as a sweep does) and asks which algorithm each depth is closest to (Akyurek et al.).")
+    common.experiment_result("akyurek-depth", "spd_by_depth.png", 10, "sweeps_akyurek_run")
 else:
     names = [p.name for p in sweeps]
     folder = sweeps[names.index(st.selectbox("Sweep", names, index=len(names) - 1, key="sweep_picker"))]

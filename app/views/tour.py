@@ -6,7 +6,7 @@ from app import common, jobs
 from probes.experiments.common import experiment_dir
 
 DEMOS = [
-    {"title": "1. In-context learning of linear functions", "job": "tour-demo", "args": ["demo", "--quiet"],
+    {"title": "1. In-context learning of linear functions", "job": "tour-demo", "args": ["demo"],
      "shipped": "garg-curve",
      "what": "A small transformer is trained only on prompts (x1, y1, ..., xk, yk, x) of random linear functions. "
              "Notice that its error falls like least squares' as k grows, far below averaging or nearest "
@@ -64,7 +64,7 @@ demo = DEMOS[step]
 st.header(demo["title"])
 st.markdown(demo["what"])
 if "name" in demo:
-    job_name, args = f"tour-{demo['name']}", ["reproduce", demo["name"], "--scale", "quick", "--quiet"]
+    job_name, args = f"tour-{demo['name']}", ["reproduce", demo["name"], "--scale", "quick"]
     folder = experiment_dir(demo["name"], "quick")
 else:
     job_name, folder = demo["job"], common.runs_root() / "tour-demo"
@@ -85,8 +85,9 @@ def job_panel():
     job, flag = jobs.state(job_name), f"tour_running_{job_name}"
     if job is not None and job["running"]:
         st.session_state[flag] = True
-        st.info(f"Running `lab {job['cmd']}` ...")
-        st.code(job["log"] or "(starting)", language=None)
+        st.info(f"Running `lab {job['cmd']}` (about {demo['minutes']} min on a laptop CPU); its progress, with the "
+                "time left:")
+        st.code(job["progress"] or "(starting)", language=None)
         if st.button("Stop", key="tour_stop"):
             jobs.stop(job_name)
     elif st.session_state.pop(flag, False):
