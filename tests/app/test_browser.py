@@ -18,7 +18,8 @@ from dashboard_server import dashboard  # noqa: E402
 
 REPO = Path(__file__).parents[2]
 PAGES = {"": "How do transformers learn in context?", "runs": "Runs", "icl_curve": "In-context curve",
-         "inside": "Inside the model", "algorithm": "Which algorithm?", "boolean": "Boolean functions", "graph_search": "Graph search",
+         "inside": "Inside the model", "algorithm": "Which algorithm?", "boolean": "Boolean functions",
+         "graph_search": "Graph search",
          "attention_svm": "Attention as an SVM", "sweeps": "Sweeps",
          "representation": "Learning with a representation", "tour": "Tour"}  # the tour last: the test steps it
 
