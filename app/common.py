@@ -2,11 +2,13 @@
 and images. Holds no science: numbers and figures come from lab and probes."""
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 import lab
 from lab import zoo
@@ -257,6 +259,44 @@ def guard(what: str):
         yield
     except Exception as e:
         st.error(f"{what} failed: {type(e).__name__}: {e}")
+
+
+def with_progress(what: str, work, key: str, size: float = 1.0):
+    """Run `work()` (a computation of seconds to minutes) while a progress bar shows the time spent and an estimate:
+    the seconds per unit of `size` (prompts, say) that `key` took last time on this machine, kept in
+    $LAB_RUNS/.dashboard/timings.json. Returns work()'s result (its exception is raised here)."""
+    path = runs_root() / ".dashboard" / "timings.json"
+    timings = read_json(path) or {}
+    per_unit = timings.get(key)
+    estimate = per_unit * size if isinstance(per_unit, (int, float)) else None
+    done: dict = {}
+
+    def target():
+        try:
+            done["value"] = work()
+        except BaseException as e:  # noqa: BLE001 - handed to the page's thread
+            done["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True)
+    add_script_run_ctx(thread, get_script_run_ctx())  # cached functions inside work() see this page's session
+    bar, t0 = st.progress(0.0, text=f"{what} ..."), time.time()
+    thread.start()
+    while thread.is_alive():
+        spent = time.time() - t0
+        left = f"about {max(0.0, estimate - spent):.0f} s left" if estimate else "no estimate yet (the first time)"
+        bar.progress(min(0.99, spent / estimate) if estimate else 0.0, text=f"{what}: {spent:.0f} s, {left}")
+        thread.join(0.5)
+    bar.empty()
+    if "error" in done:
+        raise done["error"]
+    if time.time() - t0 > 1.0:  # cache hits are not timings
+        try:
+            from lab.runs import atomic_write_json
+
+            atomic_write_json(path, {**timings, key: (time.time() - t0) / max(size, 1e-9)})
+        except OSError:
+            pass  # a read-only run store: no estimate next time, nothing else lost
+    return done["value"]
 
 
 def image(png: bytes, caption: str | None = None) -> None:

@@ -42,8 +42,10 @@ if run is not None:
             st.caption(f"Not for this run: this probe {why_not}.")
             continue
         if st.button(f"Run `{kind}` on this run", key=f"run-{kind}"):
-            with st.spinner(f"lab probe {common.run_name(run)} {kind} ..."), common.guard(f"Probe {kind}"):
-                probe_run(run, kind, n_prompts=n_prompts)
+            with common.guard(f"Probe {kind}"):
+                common.with_progress(f"lab probe {common.run_name(run)} {kind}",
+                                     lambda kind=kind: probe_run(run, kind, n_prompts=n_prompts), f"probe-{kind}",
+                                     n_prompts)
         res = common.read_json(common.analysis_file(run, "eval", f"{kind}.json"))
         if res is None:
             st.caption(f"Not computed yet: press the button, or `lab probe {common.run_arg(run)} {kind}`.")

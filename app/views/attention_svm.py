@@ -17,6 +17,11 @@ st.caption("One attention layer f(X) = v^T X^T softmax(X W z) on n samples of T 
            "gradient descent. Its W grows without bound, and its direction approaches the max-margin SVM that "
            "separates the token it selects in each sample from the others.")
 
+st.subheader("Many problems at once")
+common.experiment_result("svm-convergence", "convergence.png", 1, "svm_conv_run")
+common.experiment_result("svm-rank", "rank.png", 1, "svm_rank_run")
+
+st.subheader("One problem, trained here")
 c1, c2, c3, c4 = st.columns(4)
 seed = int(c1.number_input("Problem seed", 0, 10**6, 0, key="svm_seed"))
 param = c2.radio("Trained parameters", ["W", "K Q^T"], horizontal=True, key="svm_param")
@@ -55,10 +60,6 @@ with common.guard("The token-selection study"):
              f"Selected tokens: {'globally' if r['global'] else 'locally' if r['local'] else 'not'} optimal "
              "(support tokens: the tight constraints).")
     st.dataframe(r["rows"], hide_index=True, width="stretch")
-
-st.subheader("Many problems at once")
-common.experiment_result("svm-convergence", "convergence.png", 1, "svm_conv_run")
-common.experiment_result("svm-rank", "rank.png", 1, "svm_rank_run")
 
 st.header("Scan and snap")
 st.caption("Next-token prediction where the last token queries T - 1 context tokens: common tokens shared by every "

@@ -71,8 +71,9 @@ elif run is not None:
                "(beside the same circuits with random keys). Then a linear probe reads, from the token of u in each "
                "edge 'E u v', which vertices are reachable from u, beside the same model untrained.")
     if st.button("Trace circuits and decode reachable sets", key="graph_probe"):
-        with st.spinner(f"lab probe {common.run_name(run)} search ..."), common.guard("Probe search"):
-            probe_run(run, "search", n_prompts=600)
+        with common.guard("Probe search"):
+            common.with_progress(f"lab probe {common.run_name(run)} search",
+                                 lambda: probe_run(run, "search", n_prompts=600), "probe-search", 600)
     res = common.read_json(common.analysis_file(run, "eval", "search.json"))
     if res is None:
         st.caption(f"Not computed yet: press the button, or `lab probe {common.run_arg(run)} search`.")

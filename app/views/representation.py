@@ -21,7 +21,7 @@ elif run is not None:
     common.status_note(run)
     n_prompts = st.select_slider("Prompts", [128, 256, 512], 256, key="rep_prompts")
 
-    @st.cache_data(max_entries=16, show_spinner="Evaluating and probing...")
+    @st.cache_data(max_entries=16, show_spinner=False)
     def analysis(path: str, member, stamp: float, n_prompts: int) -> dict:
         n, dtype = run.config.task.n_points, next(run.model.parameters()).dtype
         train = run.task.sample(n_prompts, n, seed=EVAL_SEED + 1, dtype=dtype)
@@ -34,7 +34,9 @@ elif run is not None:
                 "attention": rep.previous_token_attention(run.model, run.format, test).tolist()}
 
     with common.guard("The representation analysis"):
-        a = analysis(str(run.path), st.session_state.get("member"), common.checkpoint_stamp(run.path), n_prompts)
+        a = common.with_progress("Evaluating and probing", lambda: analysis(
+            str(run.path), st.session_state.get("member"), common.checkpoint_stamp(run.path), n_prompts),
+            "representation", n_prompts)
         left, right = st.columns(2)
         with left:
             y_scale = st.radio("y axis", charts.Y_SCALES, index=2, horizontal=True, key="rep_y")

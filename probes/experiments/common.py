@@ -78,7 +78,8 @@ def experiment(name: str, scales: dict, trainings: Callable[[dict], list[Trainin
     """Register `analyse(ctx) -> (claims, metrics)` as experiment `name`, with its scales and its trainings. Its
     "zoo" scale (what the shipped models of lab/zoo/ were trained at) is its quick scale unless it names one."""
     def register(analyse):
-        EXPERIMENTS[name] = Experiment(name, {"zoo": scales["quick"], **scales}, trainings or (lambda s: []), analyse,
+        zoo = {"zoo": scales["quick"]} if "quick" in scales else {}
+        EXPERIMENTS[name] = Experiment(name, {**zoo, **scales}, trainings or (lambda s: []), analyse,
                                        analyse.__doc__ or "")
         return analyse
     return register
