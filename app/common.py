@@ -264,8 +264,8 @@ def guard(what: str):
 def with_progress(what: str, work, key: str, size: float = 1.0):
     """Run `work()` (a computation of seconds to minutes) while a progress bar shows the time spent and an estimate:
     the seconds per unit of `size` (prompts, say) that `key` took last time on this machine, kept in
-    $LAB_RUNS/.dashboard/timings.json. Returns work()'s result (its exception is raised here)."""
-    path = runs_root() / ".dashboard" / "timings.json"
+    $LAB_RUNS/.dashboard/timings/seconds.json. Returns work()'s result (its exception is raised here)."""
+    path = runs_root() / ".dashboard" / "timings" / "seconds.json"  # beside the jobs' records, not one of them
     timings = read_json(path) or {}
     per_unit = timings.get(key)
     estimate = per_unit * size if isinstance(per_unit, (int, float)) else None

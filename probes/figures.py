@@ -66,6 +66,13 @@ def spd_figure(res: dict):
     return fig
 
 
+def integer_ticks(axis) -> None:
+    """Ticks at whole numbers only, for an axis of layers, depths or counts."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def probe_figure(res: dict):
     """`lab probe RUN probe`: R^2 by layer of the w_OLS and X^T y probes, trained model vs untrained control."""
     fig, axes = pyplot().subplots(1, 2, figsize=(9, 3.4), sharey=True)
@@ -75,6 +82,7 @@ def probe_figure(res: dict):
                 values = res[target][which][kind]
                 ax.plot(range(len(values)), values, style, color=color, label=f"{which}, {kind} probe")
         ax.set(xlabel="layer (0 = embedding)", title=f"probe for {target}", ylim=(-0.1, 1.05))
+        integer_ticks(ax.xaxis)
     axes[0].set_ylabel("R^2 on held-out prompts")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
@@ -154,6 +162,7 @@ def reach_figure(res: dict, control: dict | None = None, circuit: dict | None = 
                      label=f"traced circuit: path-merge length ({circuit['explained_share']:.0%} explained)")
         axes[1].plot(circuit["layers"], circuit["control"], "v:", color="C2", label="circuit with random keys")
     axes[1].plot(layers[1:], [2 ** (l - 1) for l in layers[1:]], ":", color="C3", label="2^(layer - 1)")
+    integer_ticks(axes[1].xaxis)
     axes[1].set(xlabel="layer", ylabel="reach (hops decoded)", ylim=(-0.3, max(res["distances"] or [1]) + 0.5),
                 title=f"F1 by layer: {' '.join(f'{f:.2f}' for f in res['f1'])}")
     axes[1].legend(fontsize=8)
@@ -311,6 +320,8 @@ def sweep_figure(settings: list[dict], metric: str, keys: list[str], title: str 
         numeric = all(isinstance(s["overrides"].get(key), (int, float)) for s in settings)
         if numeric and key.endswith("lr") and min(s["overrides"][key] for s in settings) > 0:
             ax.set_xscale("log")
+        elif all(isinstance(s["overrides"].get(key, 0), int) for s in settings):  # layers, seeds, points: whole
+            integer_ticks(ax.xaxis)
         ax.set(xlabel=key, ylabel=metric)
         if len(lines) > 1:
             ax.legend(fontsize=7)

@@ -7,6 +7,7 @@ import streamlit as st
 
 import lab
 from app import common, jobs
+from lab.executor import Job, job_progress
 from lab.runs import check_run_name
 from lab.sweeps import SPEC, SUMMARY, list_sweeps, read_rows, spec_from_dict, summarize, trials_of
 from probes.figures import png_bytes, sweep_figure
@@ -36,9 +37,13 @@ def trial_state(row: dict) -> str:
         return row["status"]
     folder = row.get("packed_in") or row["run_dir"]
     try:
-        status = lab.load_run(folder).status
+        run = lab.load_run(folder)
+        status = run.status
     except (FileNotFoundError, ValueError):
         return "queued"
+    live = job_progress(Job(run.path, run.config.to_dict(), []))  # "NAME step/steps, loss L, T left" while training
+    if live is not None:
+        return "training " + live.split(" ", 1)[1]
     return f"{status.get('status', 'starting')} {status.get('step', 0)}/{status.get('steps', '?')}"
 
 

@@ -12,12 +12,12 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import lab  # noqa: E402
 from app import jobs  # noqa: E402
-from lab import runlock  # noqa: E402
+from lab import runlock, zoo  # noqa: E402
 from owned import wait_for  # noqa: E402
 
 MAIN = str(Path(__file__).parents[2] / "app" / "main.py")
-PAGES = ["views/runs.py", "views/icl_curve.py", "views/inside.py", "views/algorithm.py", "views/tour.py",
-         "views/boolean.py", "views/graph_search.py", "views/attention_svm.py", "views/sweeps.py",
+PAGES = ["views/home.py", "views/runs.py", "views/icl_curve.py", "views/inside.py", "views/algorithm.py",
+         "views/tour.py", "views/boolean.py", "views/graph_search.py", "views/attention_svm.py", "views/sweeps.py",
          "views/representation.py"]
 SMALL = ["train.steps=40", "model.d_model=16", "model.n_layers=2", "train.batch_size=32"]
 
@@ -329,6 +329,35 @@ def test_bad_run_folders_show_a_message_never_a_crash(tmp_path, monkeypatch, roo
         assert ("no checkpoint yet" in shown) if name == "no-checkpoint" else ("cannot be loaded" in shown)
 
 
+@pytest.mark.skipif("garg-curve/linreg" not in zoo.models(), reason="the zoo's regression model is not shipped")
+def test_an_under_trained_run_is_flagged_beside_its_zoo_reference(app):
+    _page(app, "views/icl_curve.py")
+    app.sidebar.selectbox(key="run_picker").set_value("small").run()  # 40 steps: it has learned nothing
+    notes = [w.value for w in app.warning if w.value.startswith("Under-trained")]
+    assert len(notes) == 1 and "zoo:garg-curve/linreg" in notes[0], [w.value for w in app.warning]
+    assert zoo.models()["garg-curve/linreg"]["command"] in notes[0]
+    _page(app, "views/runs.py")  # compare: the run and its zoo reference, overlaid by default
+    assert app.multiselect(key="compare_runs").value == ["small", "zoo:garg-curve/linreg"]
+    app.toggle(key="compare_icl").set_value(True).run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_fresh_install_opens_every_page_on_a_zoo_model(tmp_path, monkeypatch, page):
+    """An empty run store: every page opens on a shipped model of its own kind, never on "No run selected"."""
+    monkeypatch.setenv("LAB_RUNS", str(tmp_path / "runs"))
+    at = AppTest.from_file(MAIN, default_timeout=300)
+    at.run()
+    _page(at, page)
+    assert "No run selected" not in _texts(at) and not at.error, [e.value for e in at.error]
+    picked = at.sidebar.selectbox(key="run_picker").value
+    assert at.sidebar.radio(key="run_source").value.startswith("zoo") and picked in zoo.models()
+    kind = {"views/boolean.py": "boolean", "views/graph_search.py": "graph_search",
+            "views/representation.py": "representation"}.get(page, "linear_regression")
+    if any(lab.load_run(zoo.PREFIX + m).config.task.name == kind for m in zoo.models()):
+        assert lab.load_run(zoo.PREFIX + picked).config.task.name == kind
+
+
 def test_lab_dashboard_serves_the_app(root):
     from dashboard_server import dashboard
 
@@ -349,6 +378,14 @@ def test_a_run_can_be_stopped_and_a_failed_run_shows_its_error(app, root):
     status = root / "long" / "status.json"
     assert wait_for(lambda: status.is_file() and (root / "long" / "metrics.jsonl").is_file()
                     and (root / "long" / "metrics.jsonl").read_text().strip(), timeout=120)
+    app.run()
+    app.button(key="stop-train-long").click().run()
+    assert wait_for(lambda: json.loads(status.read_text())["status"] == "interrupted", timeout=120)
+    app.sidebar.selectbox(key="run_picker").set_value("long").run()  # interrupted: the page offers to resume it
+    step = json.loads(status.read_text())["step"]
+    app.button(key="resume_run").click().run()
+    assert any("Resumed long" in s.value for s in app.success)
+    assert wait_for(lambda: json.loads(status.read_text()).get("step", 0) > step, timeout=120)  # on from there
     app.run()
     app.button(key="stop-train-long").click().run()
     assert wait_for(lambda: json.loads(status.read_text())["status"] == "interrupted", timeout=120)
