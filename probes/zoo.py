@@ -144,7 +144,8 @@ def ship(name: str, res: dict, threads: int, wall_s: float) -> None:
                 "overrides": overrides, "seed": t.seed, "steps": run.config.train.steps, "threads": threads,
                 "train_s": round(_train_seconds(rows), 1), "device": f"cpu ({os.cpu_count()} cores, "
                 f"{platform.machine()})", "config_hash": config_hash(run.config.to_dict()),
-                "command": "lab train " + " ".join([training.preset, *(f"{k}={v}" for k, v in overrides.items())])}
+                "command": "lab train " + " ".join([training.preset, *(f"{k}={v}" for k, v in overrides.items()),
+                                                    f"train.threads={threads}"])}
         build = build_folder(name)
         figures = build / "figures"
         if figures.is_dir():
@@ -196,7 +197,7 @@ def write_readme(manifest: dict) -> None:
              "experiment's quick scale unless it says zoo (its `zoo` entry in probes/experiments/: longer or "
              "larger, where that closes a miss). `manifest.json` has each model's command, seed, steps, threads, "
              "training time, device, commit and config hash.", "",
-             "| experiment | models | scale | steps | minutes to train | claims passed | MB |",
+             "| experiment | models | scale | steps | minutes to build (train, analyse) | claims passed | MB |",
              "|---|---|---|---|---|---|---|"]
     for name, e in manifest["experiments"].items():
         steps = sorted({m["steps"] for m in e["models"].values()})
