@@ -50,7 +50,7 @@ if run is not None:
         if res is None:
             st.caption(f"Not computed yet: press the button, or `lab probe {common.run_arg(run)} {kind}`.")
             continue
-        left, right = st.columns([3, 2])
+        left, right = st.columns([1, 1])  # the text tables need ~60 monospace characters
         with right:
             st.code(PROBES[kind].format(res), language=None)
         with left:
