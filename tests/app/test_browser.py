@@ -108,14 +108,28 @@ def fresh_server(tmp_path_factory):
 CHART = '[data-testid="stVegaLiteChart"], [data-testid="stImage"]'  # an interactive chart or a figure
 
 
+# What each page shows from the zoo on a fresh install (tests/probes/test_zoo.py checks that the zoo is complete)
+NEEDS = {"": ["garg-curve"], "runs": ["garg-curve"], "icl_curve": ["garg-curve"], "inside": ["garg-curve"],
+         "algorithm": ["garg-curve"], "boolean": ["bhattamishra-table"], "graph_search": ["saparov-distributions"],
+         "attention_svm": ["svm-convergence", "svm-rank", "scan-and-snap"], "sweeps": ["akyurek-depth"],
+         "representation": ["guo-representation"], "tour": ["garg-curve"]}
+
+
 def test_on_a_fresh_install_every_page_shows_a_chart_of_a_shipped_model(fresh_server, browser):
     """With no run of the user's own, every page opens on the zoo and shows a chart; how long each took from opening
-    the page is written to first_chart_s.json beside the screenshots (measured, not asserted: see the issue note)."""
+    the page is written to first_chart_s.json beside the screenshots (measured, not asserted: see the issue note).
+    A page whose experiments are not shipped yet (a zoo still being built) is left out, and named in that file."""
+    from lab import zoo
+
+    shipped = zoo.manifest()["experiments"]
     page = browser.new_page(viewport={"width": 1400, "height": 2400})
     page.goto(fresh_server)  # the server's first page load (imports, caches) is not what a page costs
     _settle(page, PAGES[""])
-    seconds = {}
+    seconds = {"not shipped yet": [p for p in PAGES if not set(NEEDS[p]) <= set(shipped)]}
+    assert set(NEEDS) == set(PAGES) and len(seconds["not shipped yet"]) < len(PAGES)
     for path, title in PAGES.items():
+        if path in seconds["not shipped yet"]:
+            continue
         t0 = time.time()
         page.goto(f"{fresh_server}/{path}")
         page.locator(CHART).first.wait_for(timeout=120_000)
