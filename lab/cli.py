@@ -206,6 +206,10 @@ def cmd_reproduce(args) -> int:
     if args.zoo:
         from probes.zoo import reproduce_zoo
 
+        if args.scale != "quick" or args.seeds != 1:
+            raise ValueError("--zoo analyses the shipped models at the scale and seeds they were trained at (lab zoo "
+                             "show NAME); leave out --scale and --seeds")
+
         res = reproduce_zoo(args.name, out=args.out, quiet=args.quiet or args.json)
     else:
         res = reproduce(args.name, args.scale, out=args.out, quiet=args.quiet or args.json, seeds=args.seeds,

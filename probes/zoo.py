@@ -276,11 +276,11 @@ def verify(names: list[str] | None = None, quiet: bool = True) -> list[str]:
     """Every difference between the zoo and its manifest, one line each ([] when it holds): models that do not load,
     stale configs, claims recomputed from the weights that differ (passed, or the number beyond RTOL/ATOL)."""
     experiments = zoo.manifest()["experiments"]
+    missing = [n for n in names or [] if n not in experiments]
+    if missing:
+        raise ValueError(f"experiment {missing[0]!r} is not in the zoo; shipped: {', '.join(experiments) or 'none'}")
     problems = []
     for name in names or list(experiments):
-        if name not in experiments:
-            problems.append(f"{name}: not in the zoo")
-            continue
         problems += stale_configs(name)
         with tempfile.TemporaryDirectory() as tmp:
             try:

@@ -94,7 +94,12 @@ def test_an_unknown_zoo_model_is_one_line_and_exit_2(capsys):
     assert main(["eval", "zoo:no-such-model"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("lab: error: no zoo model zoo:no-such-model") and "\n" not in err
-    assert main(["zoo", "show", "no-such-experiment"]) == 2
+    for args in (["zoo", "show", "no-such-experiment"], ["zoo", "verify", "no-such-experiment"],
+                 ["zoo", "build", "no-such-experiment"], ["reproduce", "vo-1layer", "--zoo", "--seeds", "2"]):
+        capsys.readouterr()
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("lab: error: ") and "\n" not in err, err
 
 
 def test_zoo_list_json_names_every_shipped_experiment(capsys):
