@@ -208,7 +208,7 @@ class Run:
 
     def __init__(self, path, device: str = "cpu"):
         self.zoo_name = zoo.name_of(path)
-        self.path = zoo.model_path(self.zoo_name) if self.zoo_name else Path(path)
+        self.path = zoo.ROOT / self.zoo_name if self.zoo_name else Path(path)
         if not (self.path / CONFIG).is_file():
             raise FileNotFoundError(f"{self.path} is not a run folder (no {CONFIG})")
         try:

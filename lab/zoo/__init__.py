@@ -43,10 +43,6 @@ def resolve(name: str) -> str:
                      (f"choose one of: {listed} (lab zoo list)" if choices else "the zoo is empty"))
 
 
-def model_path(name: str) -> Path:
-    return ROOT / resolve(name)
-
-
 def name_of(path) -> str | None:
     """The zoo name of a "zoo:NAME" argument or of a folder inside lab/zoo/; None for anything else."""
     if isinstance(path, str) and path.startswith(PREFIX):
