@@ -237,8 +237,9 @@ def cmd_zoo(args) -> int:
             return 0
         for name, e in experiments.items():
             passed = " / ".join(f"{sum(c['passed'] for c in seed)}/{len(seed)}" for seed in e["claims"])
+            train_min = sum(m["train_s"] for m in e["models"].values()) / 60
             print(f"{name:24s} scale {e['scale']:5s} {e['seeds']} seed(s), {len(e['models'])} models, claims "
-                  f"{passed}, {e['wall_s'] / 60:.1f} min to build")
+                  f"{passed}, {train_min:.1f} min of training")
             if args.action == "show":
                 print(f"  made by: {e['command']} (commit {e['commit']}, {e['built']})")
                 for claims in e["claims"][:1]:
@@ -249,6 +250,12 @@ def cmd_zoo(args) -> int:
                           f"min on {info['threads']} thread(s))")
                 for m in e["uses"]:
                     print(f"  {zoo.PREFIX}{m} (shipped with {m.split('/')[0]})")
+        if args.action == "list":
+            from probes.zoo import SEEDS
+
+            missing = [n for n in SEEDS if n not in experiments]
+            if missing:
+                print(f"not shipped yet: {', '.join(missing)} (lab zoo build trains and ships them)")
         return 0
     from probes import zoo as zoo_maker
 

@@ -196,15 +196,17 @@ def write_readme(manifest: dict) -> None:
              "Each model folder is a run folder: `lab.load_run(\"zoo:EXPERIMENT/TRAINING\")`. The scale is the "
              "experiment's quick scale unless it says zoo (its `zoo` entry in probes/experiments/: longer or "
              "larger, where that closes a miss). `manifest.json` has each model's command, seed, steps, threads, "
-             "training time, device, commit and config hash.", "",
-             "| experiment | models | scale | steps | minutes to build (train, analyse) | claims passed | MB |",
+             "training time (from its logged throughput), device, commit and config hash; `wall_s` is the last "
+             "`lab zoo build`'s wall time for the experiment (a resumed build counts only what it did).", "",
+             "| experiment | models | scale | steps | minutes of training (all models) | claims passed | MB |",
              "|---|---|---|---|---|---|---|"]
     for name, e in manifest["experiments"].items():
         steps = sorted({m["steps"] for m in e["models"].values()})
         passed = " / ".join(f"{sum(c['passed'] for c in seed)}/{len(seed)}" for seed in e["claims"])
         mb = sum(f.stat().st_size for f in (zoo.ROOT / name).rglob("*") if f.is_file()) / 1e6
         lines.append(f"| {name} | {len(e['models'])}{' + ' + ', '.join(e['uses']) if e['uses'] else ''} | "
-                     f"{e['scale']} | {', '.join(map(str, steps)) or '-'} | {e['wall_s'] / 60:.1f} | "
+                     f"{e['scale']} | {', '.join(map(str, steps)) or '-'} | "
+                     f"{sum(m['train_s'] for m in e['models'].values()) / 60:.1f} | "
                      f"{passed} | {mb:.2f} |")
     (zoo.ROOT / "README.md").write_text("\n".join(lines) + "\n")
 
