@@ -30,6 +30,18 @@ def best_gdpp(p, steps: int, lrs, gammas) -> tuple[float, float, float]:
                for lr, g in itertools.product(lrs, gammas))
 
 
+_SEARCHED: dict = {}  # the grid search depends on the prompts only: every seed replica of one process shares it
+
+
+def best_gdpp_on(p, task, n_search: int) -> tuple[float, float, float]:
+    """best_gdpp on the first n_search prompts of `p` (the evaluation prompts of `task`), searched once per process."""
+    key = (repr(task), tuple(p.xs.shape), n_search)
+    if key not in _SEARCHED:
+        search = type(p)(p.xs[:n_search], p.ys[:n_search], {})
+        _SEARCHED[key] = best_gdpp(search, 2, line_search_grid(0.5, 15.0, 30), GAMMAS)
+    return _SEARCHED[key]
+
+
 def learned_gamma_and_lr(kq: torch.Tensor, pv: torch.Tensor, n_context: int) -> dict:
     """Read gamma and eta off a trained layer's products, taking W_KQ ~ a [[I, 0], [0, 0]] and
     W_PV ~ -diag(g I, c): gamma = a g and eta = a c N (the construction in probes.constructions)."""
@@ -51,9 +63,8 @@ def analyse(ctx):
     s, trained = ctx.s, ctx.runs["train"]
     n_context = trained.config.task.n_points - 1
     p = trained.task.sample(s["n_eval"], n_context + 1, seed=EVAL_SEED)
-    search = type(p)(p.xs[: s["n_search"]], p.ys[: s["n_search"]], {})
     losses = query_losses(trained, p, gd_steps=2, lrs=line_search_grid())
-    _, lr_pp, gamma_pp = best_gdpp(search, 2, line_search_grid(0.5, 15.0, 30), GAMMAS)
+    _, lr_pp, gamma_pp = best_gdpp_on(p, trained.task, s["n_search"])
     losses["gdpp2"] = half_mse(solve("gdpp", p, steps=2, lr=lr_pp, gamma=gamma_pp)[:, -1], p.ys[:, -1])
     losses.update({"gdpp2_lr": lr_pp, "gdpp2_gamma": gamma_pp})
     kq, pv = kq_pv_products(trained.model)
