@@ -326,7 +326,7 @@ def cmd_export(args) -> int:
 
     run = _load(args)
     default = "transformer-lens" if args.to == "transformer-lens" else "shared"
-    out = Path(args.out) if args.out else run.path / "export" / default
+    out = Path(args.out) if args.out else run.out / "export" / default
     if args.to == "transformer-lens":
         folder = export.write_transformer_lens(run, out)  # refuses, in one line, before anything is written
         load = f"lab.export.load_transformer_lens({str(folder)!r})"
@@ -462,7 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(softmax attention, causal or no mask); safetensors: config.json + model.safetensors, a run "
                         "folder lab.load_run reads (default %(default)s)")
     p.add_argument("--member", type=int, help="member i of an ensemble run (its folder RUN/members/i)")
-    p.add_argument("--out", help="folder to write (default RUN/export/transformer-lens or RUN/export/shared)")
+    p.add_argument("--out", help="folder to write (default RUN/export/transformer-lens or RUN/export/shared; for a "
+                                 "zoo model, under $LAB_RUNS/zoo/NAME)")
 
     p = add("dashboard", cmd_dashboard, "serve the Streamlit dashboard on localhost (reads $LAB_RUNS) until Ctrl-C",
             json=False)

@@ -87,6 +87,8 @@ def test_a_zoo_model_opens_read_only_and_its_analyses_go_to_the_run_store(tmp_pa
     out = lab.runs_root() / "zoo" / name
     assert json.loads((out / "eval" / "icl_curve.json").read_text())["k"]
     assert (out / "figures" / "icl_curve.png").is_file()
+    assert main(["export", zoo.PREFIX + name, "--to", "safetensors"]) == 0
+    assert lab.load_run(out / "export" / "shared").config == run.config
     assert tree_hash() == before
 
 
