@@ -322,7 +322,7 @@ def test_bad_run_folders_show_a_message_never_a_crash(tmp_path, monkeypatch, roo
     shown = _texts(at)
     if page == "views/runs.py" and name == "killed":
         assert "Interrupted at the checkpoint of step 20" in shown and "--out" in shown
-    if page in ("views/runs.py", "views/tour.py", "views/boolean.py", "views/graph_search.py",
+    if page in ("views/home.py", "views/runs.py", "views/tour.py", "views/boolean.py", "views/graph_search.py",
                 "views/attention_svm.py", "views/sweeps.py", "views/representation.py"):  # pages about other things
         return
     if name in ("still-training", "killed"):
