@@ -180,10 +180,10 @@ def sidebar(task: str | None = None) -> tuple[list[lab.Run], list[tuple[Path, st
             st.caption(f"No runs under {runs_root()} yet." if source == YOURS else "No zoo models are installed.")
         else:
             names = [_display_name(r) for r in listed]
-            st.session_state["picker_paths"] = dict(zip(names, [r.path for r in listed]))
-            st.session_state["run_picker"] = _display_name(next(r for r in listed if r.path == current))
-            st.selectbox("Run", names, key="run_picker", on_change=_picked, args=(slot,))
             picked = next(r for r in listed if r.path == current)
+            st.session_state["picker_paths"] = dict(zip(names, [r.path for r in listed]))
+            st.session_state["run_picker"] = _display_name(picked)
+            st.selectbox("Run", names, key="run_picker", on_change=_picked, args=(slot,))
             chosen[slot] = st.session_state["run_path"] = current
             if picked.n_members > 1:
                 st.session_state["member"] = st.number_input(f"Member (of {picked.n_members})", 0,

@@ -36,10 +36,11 @@ with st.expander(f"Shipped with the lab: {len(common.zoo_runs())} trained models
 
 path = common.selected_path()
 if path is not None:
-    name = common.run_name(lab.load_run(path))
+    selected_run = lab.load_run(path)
+    name = common.run_name(selected_run)
     st.subheader(f"Selected: {name}")
     with common.guard(f"Reading {name}"):
-        status = lab.load_run(path).status
+        status = selected_run.status
         if status.get("status") == "diverged":
             st.error(status.get("message", "this run diverged"))
         elif status.get("status") == "interrupted":
