@@ -268,7 +268,7 @@ def cmd_zoo(args) -> int:
 
             print("\n".join(format_claims(r) for r in results) or "the zoo is complete: nothing to build")
         return 0
-    problems = zoo_maker.verify(args.names or None)
+    problems = zoo_maker.verify(args.names or None, seeds=args.seeds)
     if args.json:
         _print_json({"ok": not problems, "problems": problems})
     else:
@@ -438,6 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME", help="experiments (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--cpus", type=int, help="build: cores to train on (default: all of this machine's)")
+    p.add_argument("--seeds", type=int, help="verify: recompute the first N seed replicas of each experiment "
+                                             "(default: all)")
 
     p = add("sweep", cmd_sweep, "train a grid or random draws of overrides over seeds, in parallel on Ray")
     p.add_argument("spec", metavar="SPEC", help="a sweep spec .toml file, or a preset name followed by inline "

@@ -33,6 +33,7 @@ from lab.runs import (
 
 from .experiments import common
 from .experiments.common import analyse_replica, assemble, claim_experiment_folder, save_result
+from .experiments.guo import PASTED
 from .inspect import probe_run
 
 # Seeds each experiment ships (3 where its claims table reports 3 seeds and the 4-hour budget fits, else 1), in
@@ -133,9 +134,9 @@ def ship(name: str, res: dict, threads: int, wall_s: float) -> None:
                     shutil.copyfile(run.path / f, dest / f)
             for kind in PROBED.get(zoo_name, ()):  # written into the build folder, then shipped with the model
                 probe_run(run, kind, n_prompts=1000)
-                for folder in ("eval", "figures"):
-                    if (run.path / folder).is_dir():
-                        shutil.copytree(run.path / folder, dest / folder, dirs_exist_ok=True)
+            for folder in (("eval", "figures") if zoo_name in PROBED else ()) + (PASTED,):
+                if (run.path / folder).is_dir():
+                    shutil.copytree(run.path / folder, dest / folder)
             rows = read_metrics(run.path / METRICS)
             training = next(tr for tr in exp.trainings(exp.scales["zoo"]) if tr.name == t.group)
             overrides = {**training.overrides, "train.seed": t.seed}
@@ -223,16 +224,16 @@ def replica_runs(name: str) -> dict[int, dict[str, Run]]:
     return runs
 
 
-def reproduce_zoo(name: str, out=None, quiet: bool = False) -> dict:
-    """`lab reproduce NAME --zoo`: the experiment's analysis on the shipped models, no training; the result and
-    figures go to `out` (default $LAB_RUNS/zoo/NAME)."""
+def reproduce_zoo(name: str, out=None, quiet: bool = False, seeds: int | None = None) -> dict:
+    """`lab reproduce NAME --zoo`: the experiment's analysis on the shipped models (of the first `seeds` seed
+    replicas; default all), no training; the result and figures go to `out` (default $LAB_RUNS/zoo/NAME)."""
     exp = common.get(name)
     runs = replica_runs(name)
     t0 = time.time()
     folder = Path(out) if out else zoo.out_folder(name, runs_root())
     claim_experiment_folder(folder, name, "zoo", given=out is not None)
-    per_seed = [analyse_replica(exp, "zoo", folder, runs[k], k, quiet) for k in sorted(runs)]
-    res = assemble(name, "zoo", time.time() - t0, per_seed, len(runs))
+    per_seed = [analyse_replica(exp, "zoo", folder, runs[k], k, quiet) for k in sorted(runs)[:seeds]]
+    res = assemble(name, "zoo", time.time() - t0, per_seed, len(per_seed))
     save_result(folder, res)
     return res
 
@@ -274,23 +275,26 @@ def stale_configs(name: str) -> list[str]:
     return out
 
 
-def verify(names: list[str] | None = None, quiet: bool = True) -> list[str]:
+def verify(names: list[str] | None = None, quiet: bool = True, seeds: int | None = None) -> list[str]:
     """Every difference between the zoo and its manifest, one line each ([] when it holds): models that do not load,
-    stale configs, claims recomputed from the weights that differ (passed, or the number beyond RTOL/ATOL)."""
+    stale configs, claims recomputed from the weights that differ (passed, or the number beyond RTOL/ATOL). `seeds`:
+    recompute the first that many seed replicas of each experiment (default all; every config is checked)."""
     experiments = zoo.manifest()["experiments"]
     missing = [n for n in names or [] if n not in experiments]
     if missing:
         raise ValueError(f"experiment {missing[0]!r} is not in the zoo; shipped: {', '.join(experiments) or 'none'}")
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise ValueError(f"seeds must be a whole number >= 1 (the seed replicas to recompute); got {seeds!r}")
     problems = []
     for name in names or list(experiments):
         problems += stale_configs(name)
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                res = reproduce_zoo(name, out=Path(tmp) / name, quiet=quiet)
+                res = reproduce_zoo(name, out=Path(tmp) / name, quiet=quiet, seeds=seeds)
             except Exception as e:  # noqa: BLE001 - a model that no longer loads is a finding, named
                 problems.append(f"{name}: the analysis of the shipped models failed: {type(e).__name__}: {e}")
                 continue
-        for k, (want, got) in enumerate(zip(experiments[name]["claims"], claims_by_seed(res))):
+        for k, (want, got) in enumerate(zip(experiments[name]["claims"][:seeds], claims_by_seed(res))):
             for a, b in zip(want, got):
                 if a["claim"] != b["claim"] or a["passed"] != b["passed"] or _differs(a["ours"], b["ours"]):
                     problems.append(f"{name} seed {k}: {a['claim']!r}: manifest {a['ours']!r} "

@@ -36,10 +36,10 @@ with st.expander(f"Shipped with the lab: {len(common.zoo_runs())} trained models
 
 path = common.selected_path()
 if path is not None:
-    selected_run = lab.load_run(path)
-    name = common.run_name(selected_run)
-    st.subheader(f"Selected: {name}")
-    with common.guard(f"Reading {name}"):
+    with common.guard(f"Reading {path.name}"):  # a folder deleted since the sidebar listed it: one line
+        selected_run = lab.load_run(path)
+        name = common.run_name(selected_run)
+        st.subheader(f"Selected: {name}")
         status = selected_run.status
         if status.get("status") == "diverged":
             st.error(status.get("message", "this run diverged"))

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from lab.model import build_model
+from lab.runs import read_safetensors, write_safetensors
 
 from .. import representation as rep
 from ..icl_curve import EVAL_SEED, icl_curve
@@ -50,6 +51,30 @@ def untrained_like(run):
     return model.to(dtype=next(run.model.parameters()).dtype).eval()
 
 
+PASTED = "pasted"  # RUN/pasted/: the read-ins and positions the pasting trained (the zoo ships its model's)
+
+
+def pasted_module(run, model, who: str, layer: int, steps: int) -> rep.PastedModel:
+    """rep.paste of `model` (the run's, or its untrained control: `who`) from block `layer`, trained once per run:
+    its trained read-in and positions are kept in RUN/pasted/ (read from the run folder, where a zoo model ships
+    them, or from run.out; written to run.out), so a re-analysis (`lab zoo verify`) recomputes from weights."""
+    task, n, seed = run.task, run.config.task.n_points, run.config.train.seed
+    name = f"{who}-from-block{layer}-{steps}steps-seed{seed}.safetensors"
+    found = next((f / PASTED / name for f in (run.path, run.out) if (f / PASTED / name).is_file()), None)
+    if found is None:
+        pasted = rep.paste(model, layer, task, n, steps=steps, seed=seed)
+        write_safetensors(run.out / PASTED / name, {k: v for k, v in pasted.state_dict().items()
+                                                    if not k.startswith("upper.")}, {"steps": steps})
+        return pasted
+    dtype = next(model.parameters()).dtype
+    pasted = rep.PastedModel(model, layer, task.D, 2 * n, seed).to(dtype)
+    trained, _ = read_safetensors(found)
+    missing, unexpected = pasted.load_state_dict(trained, strict=False)
+    if unexpected or any(not k.startswith("upper.") for k in missing):
+        raise ValueError(f"{found} does not hold a pasted read-in and positions: {sorted(unexpected or missing)}")
+    return pasted.requires_grad_(False)
+
+
 def split_layer(r2_by_layer: list[float]) -> int:
     """Where the upper module starts: the first block whose input already holds Phi* (x-token probe R^2 within 5% of
     its best), leaving at least one block above it."""
@@ -81,7 +106,7 @@ def analyse(ctx):
     p_eval = task.sample(s["n_eval"], n, seed=EVAL_SEED, dtype=torch.float64)  # the ICL curve's prompts
     pasted_err = {}
     for who, m in (("trained", run.model), ("untrained", untrained_like(run))):
-        pasted = rep.paste(m, layer, task, n, steps=s["paste_steps"], seed=run.config.train.seed)
+        pasted = pasted_module(run, m, who, layer, s["paste_steps"])
         preds = rep.pasted_predictions(pasted, p_eval).double()
         pasted_err[who] = bootstrap_curve((preds - p_eval.ys) ** 2 / task.y_variance())
     paste_tail = {who: float(np.mean(c["mean"][D:])) for who, c in pasted_err.items()}

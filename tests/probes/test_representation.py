@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import tasks
+from fresh import fresh_seeds
 from lab.config import ModelConfig
 from lab.model import build_model
 from probes import representation as rep
@@ -102,3 +103,28 @@ def test_previous_token_attention_reads_the_y_to_own_x_entries():
         pattern = cache[f"blocks.{l}.attn.hook_pattern"]  # [B, H, T, T]
         by_hand = torch.stack([pattern[:, :, 2 * i + 1, 2 * i] for i in range(5)], -1).mean((0, 2))
         torch.testing.assert_close(got[l], by_hand)
+
+
+def test_a_runs_pasting_is_trained_once_kept_beside_it_and_read_back_exactly(tmp_path):
+    """guo-representation's pasting (the analysis's one training) is kept in RUN/pasted/: a second analysis reads the
+    trained read-in and positions back (lab zoo verify recomputes from them) and predicts exactly as the first."""
+    import lab
+    from probes.experiments.guo import PASTED, pasted_module
+
+    run = lab.train("guo-representation", ["train.steps=2", "model.d_model=16", "model.n_layers=3",
+                                           "model.n_heads=2", "task.n_points=5", "curriculum.enabled=false"],
+                    out=tmp_path / "rep", quiet=True)
+    n = run.config.task.n_points
+    p = run.task.sample(4, n, seed=fresh_seeds(1, __name__)[0])
+    first = pasted_module(run, run.model, "trained", 1, steps=3)
+    again = pasted_module(lab.load_run(run.path), run.model, "trained", 1, steps=3)
+    assert [f.name for f in (run.path / PASTED).iterdir()] == ["trained-from-block1-3steps-seed0.safetensors"]
+    assert torch.equal(rep.pasted_predictions(first, p), rep.pasted_predictions(again, p))
+    untrained = rep.PastedModel(run.model, 1, run.task.D, 2 * n, seed=0)
+    assert not torch.equal(untrained.read_in.weight, again.read_in.weight)  # what was read back had trained
+    pasted_module(run, run.model, "trained", 1, steps=2)  # other settings: another training, its own file
+    assert len(list((run.path / PASTED).iterdir())) == 2
+    (run.path / PASTED / "trained-from-block1-3steps-seed0.safetensors").write_bytes(
+        (run.path / "model.safetensors").read_bytes())  # a foreign file is refused in one line
+    with pytest.raises(ValueError, match="does not hold a pasted read-in"):
+        pasted_module(run, run.model, "trained", 1, steps=3)
