@@ -65,12 +65,13 @@ def config_hash(config: dict) -> str:
 
 
 def _commit() -> str:
-    """The lab's git commit (with "+changes" when the work tree differs), or "unknown" outside a clone."""
+    """The lab's git commit (with "+changes" when its code differs from it: the zoo's own files, which a build
+    rewrites, do not count), or "unknown" outside a clone."""
     here = Path(__file__).parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
+                                ":(top,exclude)lab/zoo"], cwd=here, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "") if head.returncode == 0 else "unknown"
