@@ -3,6 +3,7 @@ The same results also exist as PNGs (probes' figures) for scripts and papers; pa
 from __future__ import annotations
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
 TOKEN_PICK = "token"  # the name of the click selection on the attention-pattern chart
@@ -12,7 +13,7 @@ TOKEN_PICK = "token"  # the name of the click selection on the attention-pattern
 PALETTE = {"model": "#111111", "ols": "#1f77b4", "ridge": "#9467bd", "averaging": "#ff7f0e", "3-nn": "#2ca02c",
            "zero": "#8c8c8c", "gd": "#8c564b", "newton": "#e377c2", "lasso": "#17becf"}
 OTHER = ["#bcbd22", "#d62728", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5", "#c49c94"]
-Y_SCALES = ("linear", "log", "clipped")  # clipped: the y axis ends just above the errors of all but FAR_BASELINES
+Y_SCALES = ("linear", "log", "clipped")  # clipped: the y axis ends just above the model and the typical baseline
 FAR_BASELINES = ("averaging", "zero", "3-nn", "1-nn", "knn")  # baselines whose error at small k dwarfs the model's
 FLOOR = 1e-4  # a log axis starts here (an exact learner's error is 0)
 
@@ -22,10 +23,24 @@ def predictor_colours(names: list[str]) -> alt.Scale:
     return alt.Scale(domain=list(names), range=[PALETTE.get(n) or next(others) for n in names])
 
 
+def clipped_top(curve: dict) -> float:
+    """Where a clipped y axis ends: 1.2 x the larger of the model's band and the median over k of every other
+    predictor's error but FAR_BASELINES, so neither a far baseline's error at small k (averaging's ~7 at k = 1) nor a
+    spike (least squares at k = d, ~10^2-10^5 with a representation) flattens the model's curve."""
+    def finite(values):
+        return [v for v in values if v == v and abs(v) != float("inf")]
+    model = finite(curve["curves"].get("model", {}).get("hi", []))
+    typical = []
+    for name, c in curve["curves"].items():
+        values = finite(c["mean"])
+        if name not in FAR_BASELINES and name != "model" and values:
+            typical.append(float(np.median(values)))
+    return max(1.2 * max(model + typical, default=1.0), 1e-6)
+
+
 def curve_chart(curve: dict, y_scale: str = "linear") -> alt.Chart:
     """ICL curves: each predictor's mean error against k with its 90% band, the model emphasised; hover a point for
-    its numbers. `y_scale`: linear, log (from FLOOR) or clipped (to the range of all but FAR_BASELINES, so a baseline's
-    large error at small k does not flatten the rest)."""
+    its numbers. `y_scale`: linear, log (from FLOOR) or clipped (see `clipped_top`)."""
     names = list(curve["curves"])
     floor = FLOOR if y_scale == "log" else float("-inf")
     rows = [{"predictor": name, "k": k, "error": max(floor, c["mean"][i]), "lo": max(floor, c["lo"][i]),
@@ -35,15 +50,13 @@ def curve_chart(curve: dict, y_scale: str = "linear") -> alt.Chart:
     if y_scale == "log":
         scale = alt.Scale(type="log")
     elif y_scale == "clipped":
-        shown = [v for n, c in curve["curves"].items() if n not in FAR_BASELINES for v in c["hi"]]
-        top = 1.15 * max([v for v in shown if v == v] or [1.0])
-        scale = alt.Scale(domain=[min(0.0, float(data["lo"].min())), max(top, 1e-6)], clamp=True)
+        scale = alt.Scale(domain=[min(0.0, float(data["lo"].min())), clipped_top(curve)], clamp=True)
     else:
         scale = alt.Scale()
     title = curve.get("metric", "error") + (" (log)" if y_scale == "log" else "")
     base = alt.Chart(data).encode(x=alt.X("k:Q", title="in-context examples k", axis=alt.Axis(tickMinStep=1)),
                                   color=alt.Color("predictor:N", title=None, scale=predictor_colours(names),
-                                                  sort=names))
+                                                  sort=names, legend=alt.Legend(symbolOpacity=1)))  # not the bands'
     band = base.mark_area(opacity=0.15, clip=True).encode(y=alt.Y("lo:Q", title=title, scale=scale), y2="hi:Q")
     line = base.mark_line(point=True, clip=True).encode(
         y=alt.Y("error:Q", scale=scale),
