@@ -150,7 +150,7 @@ def reach_figure(res: dict, control: dict | None = None, circuit: dict | None = 
             axes[0].text(k, l, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w" if v < 0.6 else "k")
     axes[0].set_xticks(range(len(res["distances"])), res["distances"])
     axes[0].set(xlabel="hop distance from u", ylabel="layer (0 = embedding)",
-                title="decoded share of the vertices reachable from u (false positives in the y labels)")
+                title="decoded share of the vertices reachable from u\n(false positives in the y labels)")
     axes[0].set_yticks(res["layers"], [f"{l} ({fp:.2f})" for l, fp in zip(res["layers"], res["false_positive_rate"])])
     fig.colorbar(im, ax=axes[0], fraction=0.046)
     layers = res["layers"]

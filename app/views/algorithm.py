@@ -1,5 +1,6 @@
 """Which algorithm: the probes of `lab probe` on the selected run, with their figures. A result already computed
-(RUN/eval/KIND.json) is shown at once; the buttons compute it (again) on fresh prompts."""
+(RUN/eval/KIND.json) is shown at once, and until it is, the result shipped with the run's zoo reference (a zoo model
+of the same task); the buttons compute it (again) on fresh prompts."""
 import streamlit as st
 
 from app import common
@@ -46,10 +47,17 @@ if run is not None:
                 common.with_progress(f"lab probe {common.run_name(run)} {kind}",
                                      lambda kind=kind: probe_run(run, kind, n_prompts=n_prompts), f"probe-{kind}",
                                      n_prompts)
+        shown = run
         res = common.read_json(common.analysis_file(run, "eval", f"{kind}.json"))
         if res is None:
             st.caption(f"Not computed yet: press the button, or `lab probe {common.run_arg(run)} {kind}`.")
-            continue
+            reference = common.zoo_reference(run)  # meanwhile, what a model of the same task that learned gives
+            res = reference and common.read_json(common.analysis_file(reference, "eval", f"{kind}.json"))
+            if not res:
+                continue
+            shown = reference
+            st.caption(f"Meanwhile, the same probe on the zoo's model of this task, {common.run_name(reference)} "
+                       f"({reference.config.train.steps} steps), as shipped with the lab:")
         left, right = st.columns([1, 1])  # the text tables need ~60 monospace characters
         with right:
             st.code(PROBES[kind].format(res), language=None)
@@ -58,5 +66,5 @@ if run is not None:
                 common.image(figures.png_bytes(figures.spd_figure(res)))
             elif kind == "probe":
                 common.image(figures.png_bytes(figures.probe_figure(res)))
-            elif common.analysis_file(run, "figures", FIGURES[kind]).is_file():
-                common.image(common.analysis_file(run, "figures", FIGURES[kind]).read_bytes())
+            elif common.analysis_file(shown, "figures", FIGURES[kind]).is_file():
+                common.image(common.analysis_file(shown, "figures", FIGURES[kind]).read_bytes())

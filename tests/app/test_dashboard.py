@@ -167,11 +167,14 @@ def test_editing_an_example_changes_the_prediction(app):
 
 
 def test_running_a_probe_from_the_page_shows_its_result(app, root):
+    """Until a probe is computed on the run, the page shows what it gives on the run's zoo reference (shipped);
+    the button computes the run's own, which takes that one's place."""
     _page(app, "views/algorithm.py")
-    assert "closest:" not in _texts(app)
+    meanwhile = "Meanwhile, the same probe on the zoo's model of this task, zoo:garg-curve/linreg"
+    assert _texts(app).count(meanwhile) == 3 and _texts(app).count("closest:") == 1  # match, readout, probe
     app.select_slider(key="probe_prompts").set_value(200).run()
     app.button(key="run-match").click().run()
-    assert not app.exception and "closest:" in _texts(app)
+    assert not app.exception and _texts(app).count(meanwhile) == 2 and "closest:" in _texts(app)
     assert (root / "small" / "eval" / "match.json").is_file()
 
 
