@@ -65,6 +65,7 @@ def _figure(matches: dict, path):
     ax.set(xscale="log", yscale="log", xlabel="layers", ylabel="SPD / d to the best setting",
            title="Akyurek et al.: which algorithm, by depth")
     ax.set_xticks(depths, [str(k) for k in depths])
+    ax.set_xticks([], minor=True)  # a log axis' minor labels would read "3 x 10^0" between the depths
     ax.legend()
     fig.tight_layout()
     save_figure(fig, path)
