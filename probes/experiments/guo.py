@@ -57,9 +57,11 @@ PASTED = "pasted"  # RUN/pasted/: the read-ins and positions the pasting trained
 def pasted_module(run, model, who: str, layer: int, steps: int) -> rep.PastedModel:
     """rep.paste of `model` (the run's, or its untrained control: `who`) from block `layer`, trained once per run:
     its trained read-in and positions are kept in RUN/pasted/ (read from the run folder, where a zoo model ships
-    them, or from run.out; written to run.out), so a re-analysis (`lab zoo verify`) recomputes from weights."""
+    them, or from run.out; written to run.out), so a re-analysis (`lab zoo verify`) recomputes from weights. The
+    file names the run's checkpoint step: a run trained on since then pastes again."""
     task, n, seed = run.task, run.config.task.n_points, run.config.train.seed
-    name = f"{who}-from-block{layer}-{steps}steps-seed{seed}.safetensors"
+    run.model  # noqa: B018 - loading it sets run.step
+    name = f"{who}-from-block{layer}-{steps}steps-seed{seed}-model-step{run.step}.safetensors"
     found = next((f / PASTED / name for f in (run.path, run.out) if (f / PASTED / name).is_file()), None)
     if found is None:
         pasted = rep.paste(model, layer, task, n, steps=steps, seed=seed)

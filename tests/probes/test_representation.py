@@ -111,20 +111,23 @@ def test_a_runs_pasting_is_trained_once_kept_beside_it_and_read_back_exactly(tmp
     import lab
     from probes.experiments.guo import PASTED, pasted_module
 
-    run = lab.train("guo-representation", ["train.steps=2", "model.d_model=16", "model.n_layers=3",
-                                           "model.n_heads=2", "task.n_points=5", "curriculum.enabled=false"],
-                    out=tmp_path / "rep", quiet=True)
+    overrides = ["model.d_model=16", "model.n_layers=3", "model.n_heads=2", "task.n_points=5",
+                 "curriculum.enabled=false"]
+    run = lab.train("guo-representation", ["train.steps=2", *overrides], out=tmp_path / "rep", quiet=True)
     n = run.config.task.n_points
     p = run.task.sample(4, n, seed=fresh_seeds(1, __name__)[0])
     first = pasted_module(run, run.model, "trained", 1, steps=3)
     again = pasted_module(lab.load_run(run.path), run.model, "trained", 1, steps=3)
-    assert [f.name for f in (run.path / PASTED).iterdir()] == ["trained-from-block1-3steps-seed0.safetensors"]
+    name = "trained-from-block1-3steps-seed0-model-step2.safetensors"
+    assert [f.name for f in (run.path / PASTED).iterdir()] == [name]
     assert torch.equal(rep.pasted_predictions(first, p), rep.pasted_predictions(again, p))
     untrained = rep.PastedModel(run.model, 1, run.task.D, 2 * n, seed=0)
     assert not torch.equal(untrained.read_in.weight, again.read_in.weight)  # what was read back had trained
     pasted_module(run, run.model, "trained", 1, steps=2)  # other settings: another training, its own file
     assert len(list((run.path / PASTED).iterdir())) == 2
-    (run.path / PASTED / "trained-from-block1-3steps-seed0.safetensors").write_bytes(
-        (run.path / "model.safetensors").read_bytes())  # a foreign file is refused in one line
+    (run.path / PASTED / name).write_bytes((run.path / "model.safetensors").read_bytes())  # foreign: one line
     with pytest.raises(ValueError, match="does not hold a pasted read-in"):
         pasted_module(run, run.model, "trained", 1, steps=3)
+    on = lab.train("guo-representation", ["train.steps=4", *overrides], out=run.path, quiet=True)
+    pasted_module(on, on.model, "trained", 1, steps=3)  # trained on since: pasted again, not read back
+    assert (run.path / PASTED / name.replace("step2", "step4")).is_file()
