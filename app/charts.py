@@ -2,6 +2,8 @@
 The same results also exist as PNGs (probes' figures) for scripts and papers; pages offer those as downloads."""
 from __future__ import annotations
 
+import math
+
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -27,12 +29,10 @@ def clipped_top(curve: dict) -> float:
     """Where a clipped y axis ends: 1.2 x the larger of the model's band and the median over k of every other
     predictor's error but FAR_BASELINES, so neither a far baseline's error at small k (averaging's ~7 at k = 1) nor a
     spike (least squares at k = d, ~10^2-10^5 with a representation) flattens the model's curve."""
-    def finite(values):
-        return [v for v in values if v == v and abs(v) != float("inf")]
-    model = finite(curve["curves"].get("model", {}).get("hi", []))
+    model = [v for v in curve["curves"].get("model", {}).get("hi", []) if math.isfinite(v)]
     typical = []
     for name, c in curve["curves"].items():
-        values = finite(c["mean"])
+        values = [v for v in c["mean"] if math.isfinite(v)]
         if name not in FAR_BASELINES and name != "model" and values:
             typical.append(float(np.median(values)))
     return max(1.2 * max(model + typical, default=1.0), 1e-6)

@@ -30,6 +30,7 @@ from lab.runs import (
     runs_root,
     write_safetensors,
 )
+from tasks.checks import check_counts
 
 from .experiments import common
 from .experiments.common import analyse_replica, assemble, claim_experiment_folder, save_result
@@ -284,8 +285,8 @@ def verify(names: list[str] | None = None, quiet: bool = True, seeds: int | None
     missing = [n for n in names or [] if n not in experiments]
     if missing:
         raise ValueError(f"experiment {missing[0]!r} is not in the zoo; shipped: {', '.join(experiments) or 'none'}")
-    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
-        raise ValueError(f"seeds must be a whole number >= 1 (the seed replicas to recompute); got {seeds!r}")
+    if seeds is not None:
+        check_counts(seeds=seeds)
     problems = []
     for name in names or list(experiments):
         problems += stale_configs(name)

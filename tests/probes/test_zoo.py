@@ -115,8 +115,8 @@ def test_zoo_list_json_names_every_shipped_experiment(capsys):
 def test_zoo_verify_recomputes_every_claim_from_the_shipped_weights(name):
     """`lab zoo verify --seeds 1`, one experiment per test (so the workers share the zoo out): its models reload and
     the claims of its first seed replica recompute from the weights as the manifest says (every config is checked);
-    nothing in the zoo is written. The first replica only: the whole zoo's verification then fits the suite's 3
-    minutes (`lab zoo verify` checks every replica)."""
+    nothing in the zoo is written. The first replica only, to keep the suite's share of it short (every replica of
+    the SVM studies takes minutes); `lab zoo verify` checks every replica."""
     before = tree_hash()
     assert verify([name], seeds=1) == []
     assert tree_hash() == before
