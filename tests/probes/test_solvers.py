@@ -4,6 +4,7 @@ import torch
 
 import probes
 import tasks
+from fresh import fresh_seeds
 
 
 def _prompts(d=5, n=12, B=6, seed=0, **kw):
@@ -181,3 +182,22 @@ def test_path_equals_separate_solves(name, kw):
     assert sorted(got) == [1, 2, 4, 9]
     for k, preds in got.items():
         torch.testing.assert_close(preds, probes.solve(name, p, steps=k, **kw), rtol=0, atol=1e-12)
+
+
+def test_vo_gdpp_grid_search_is_the_gdpp_solver_over_the_grid():
+    """vo-gdpp's search (every rate of a gamma at once, the query only) gives solve("gdpp")'s query predictions and
+    so the same best (loss, lr, gamma) as solving each grid point on its own."""
+    from probes.experiments.vo_gdpp import best_gdpp, gdpp_queries
+    from probes.lsa import half_mse
+
+    (seed,) = fresh_seeds(1, __name__)
+    p = tasks.get("linear_regression", d=4, x_dist="uniform", x_range=0.5).sample(64, 7, seed=seed)
+    lrs, gammas = [0.5, 2.0, 5.5, 9.0], [0.0, 0.15, 0.35]
+    for g in gammas:
+        queries = gdpp_queries(p.xs.double(), p.ys.double(), 2, lrs, g)  # [L, B]
+        for lr, q in zip(lrs, queries):
+            torch.testing.assert_close(q.float(), probes.solve("gdpp", p, steps=2, lr=lr, gamma=g)[:, -1])
+    each = min((half_mse(probes.solve("gdpp", p, steps=2, lr=lr, gamma=g)[:, -1], p.ys[:, -1]), lr, g)
+               for lr in lrs for g in gammas)
+    best = best_gdpp(p, 2, lrs, gammas)
+    assert best[1:] == each[1:] and best[0] == pytest.approx(each[0], rel=1e-6)
