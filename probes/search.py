@@ -116,8 +116,12 @@ def trace_attention(model, p: tasks.Prompts, i: int = 0, threshold: float = 0.5,
 def _entry_effects(model, tokens, real, layer: int, entries: list, how: str, last: int, target: int,
                    chunk: int) -> torch.Tensor:
     """The predicted vertex's logit at the last token with each attention entry (head, query, key) of block `layer`
-    perturbed on its own ("zero" or "max"), one prompt copy per entry: [len(entries)]."""
+    perturbed on its own ("zero" or "max"), one prompt copy per entry: [len(entries)]. The blocks below `layer` are
+    the same for every copy: they run once, and the copies start from their residual stream."""
     device = tokens.device
+    start_at = f"blocks.{layer}.hook_resid_pre"
+    with torch.no_grad():
+        resid = model.run_with_cache(tokens, key_padding=real, names_filter=[start_at])[1][start_at]  # [1, T, D]
     out = []
     for start in range(0, len(entries), chunk):
         part = torch.tensor(entries[start:start + chunk], device=device)  # [Z, 3]
@@ -133,10 +137,11 @@ def _entry_effects(model, tokens, real, layer: int, entries: list, how: str, las
                 pattern[z, h, q] = pattern[z, h, q] / pattern[z, h, q].sum(-1, keepdim=True)
             return pattern
 
-        with torch.no_grad():
-            logits = model.run_with_hooks(tokens.expand(Z, -1), key_padding=real.expand(Z, -1),
-                                          fwd_hooks=[(f"blocks.{layer}.attn.hook_pattern", perturb)])
-        out.append(logits[:, last, target].cpu())
+        with torch.no_grad(), model.hooks([(f"blocks.{layer}.attn.hook_pattern", perturb)]):
+            x = resid.expand(Z, -1, -1)  # [Z, T, D]
+            for block in model.blocks[layer:]:
+                x = block(x, real.expand(Z, -1))
+            out.append(model.readout(x[:, last])[:, target].cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
 
