@@ -24,25 +24,36 @@ LR = 0.1  # normalised GD step (their experiments)
 PLAIN_LR = 10.0  # plain GD, for comparison: gradients shrink as the softmax saturates, so a large step
 
 
-def attention(P: SelectionProblems, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's outputs f [S, n] and softmax attention s [S, n, T] for W [S, d, d]."""
+def token_values(P: SelectionProblems) -> torch.Tensor:
+    """h = X v, each token's value [S, n, T] (fixed: v is not trained)."""
+    return torch.einsum("sntd,sd->snt", P.X, P.v)
+
+
+def attention(P: SelectionProblems, W: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """The model's outputs f [S, n] and softmax attention s [S, n, T] for W [S, d, d]; h: `token_values(P)` if
+    already computed."""
     logits = torch.einsum("sntd,sde,sne->snt", P.X, W, P.z)
     s = torch.softmax(logits, dim=-1)
-    f = (torch.einsum("sntd,sd->snt", P.X, P.v) * s).sum(-1)
+    f = ((token_values(P) if h is None else h) * s).sum(-1)
     return f, s
 
 
 def loss(P: SelectionProblems, W: torch.Tensor, kind: str = "logistic") -> torch.Tensor:
     """(1/n) sum_i l(Y_i f(X_i)) per problem.  # [S]"""
-    margin = P.y * attention(P, W)[0]
+    return _loss_of_outputs(P, attention(P, W)[0], kind)
+
+
+def _loss_of_outputs(P: SelectionProblems, f: torch.Tensor, kind: str) -> torch.Tensor:
+    margin = P.y * f
     per_sample = torch.nn.functional.softplus(-margin) if kind == "logistic" else -margin
     return per_sample.mean(-1)
 
 
-def gradient(P: SelectionProblems, W: torch.Tensor, kind: str = "logistic") -> torch.Tensor:
-    """dL/dW in closed form: (1/n) sum_i l'(Y_i f_i) Y_i X_i^T (diag(s_i) - s_i s_i^T) X_i v z_i^T.  # [S, d, d]"""
-    f, s = attention(P, W)
-    h = torch.einsum("sntd,sd->snt", P.X, P.v)  # [S, n, T] value of each token
+def gradient(P: SelectionProblems, W: torch.Tensor, kind: str = "logistic", at: tuple | None = None) -> torch.Tensor:
+    """dL/dW in closed form: (1/n) sum_i l'(Y_i f_i) Y_i X_i^T (diag(s_i) - s_i s_i^T) X_i v z_i^T.  # [S, d, d]
+    at: (f, s, h) of this W when already computed (`train` computes them once per iterate)."""
+    h = token_values(P) if at is None else at[2]  # [S, n, T] value of each token
+    f, s = attention(P, W, h) if at is None else at[:2]
     # (diag(s) - s s^T) h = s_t (h_t - f) with h_t - f = sum_u s_u (h_t - h_u): summed this way it stays accurate
     # when one token holds nearly all the mass (h_top - f is then far below h's rounding error)
     g = s * torch.einsum("snu,sntu->snt", s, h[..., :, None] - h[..., None, :])  # [S, n, T]
@@ -86,18 +97,21 @@ def train(P: SelectionProblems, param: str = "W", steps: int = 2000, lr: float =
     targets, tokens = targets or {}, tokens or {}
     rec = {"loss": [], "norm": []} | {f"corr/{k}": [] for k in targets} | {f"mass/{k}": [] for k in tokens}
 
-    def record(W):
-        rec["loss"].append(loss(P, W, loss_kind))
+    h = token_values(P)
+
+    def record(W) -> tuple:  # each iterate's outputs and attention are computed once, here: (f, s, h) for gradient
+        f, s = attention(P, W, h)
+        rec["loss"].append(_loss_of_outputs(P, f, loss_kind))
         rec["norm"].append(W.flatten(1).norm(dim=1))
         for name, D in targets.items():
             rec[f"corr/{name}"].append(correlation(W, D))
-        s = attention(P, W)[1]
         for name, idx in tokens.items():
             rec[f"mass/{name}"].append(s.gather(-1, idx[..., None]).squeeze(-1))
+        return f, s, h
 
-    record(W)
+    at = record(W)
     for _ in range(steps):
-        G = gradient(P, W, loss_kind)
+        G = gradient(P, W, loss_kind, at)
         if param == "W":
             W = W - lr * _scaled(G, normalized)
         else:
@@ -105,9 +119,9 @@ def train(P: SelectionProblems, param: str = "W", steps: int = 2000, lr: float =
             GQ = G.transpose(1, 2) @ K + 2 * KQ_PENALTY * Q
             K, Q = K - lr * _scaled(GK, normalized), Q - lr * _scaled(GQ, normalized)
             W = K @ Q.transpose(1, 2)
-        record(W)
+        at = record(W)
     stack = {k: torch.stack(v) for k, v in rec.items()}
-    return Trajectory(W=W, softmax=attention(P, W)[1], loss=stack["loss"], norm=stack["norm"],
+    return Trajectory(W=W, softmax=at[1], loss=stack["loss"], norm=stack["norm"],
                       corr={k: stack[f"corr/{k}"] for k in targets}, mass={k: stack[f"mass/{k}"] for k in tokens})
 
 

@@ -68,6 +68,22 @@ def test_kq_training_uses_the_chain_rule(problems):
     assert torch.allclose(tr.W, expected, atol=1e-13)
 
 
+def test_each_step_and_record_belongs_to_its_own_iterate(problems):
+    """Several plain-GD steps on W equal a loop taking autograd's gradient at each iterate, and what step k records
+    (loss, softmax mass) is iterate k's (train computes each iterate's attention once and reuses it)."""
+    first = torch.zeros(3, 4, dtype=torch.long)
+    tr = ag.train(problems, steps=4, lr=0.7, normalized=False, init_scale=0.3, seed=SEED % 997,
+                  tokens={"first": first})
+    W = 0.3 * torch.randn(3, 6, 6, generator=torch.Generator().manual_seed(SEED % 997), dtype=torch.float64)
+    for k in range(5):
+        assert torch.allclose(tr.loss[k], ag.loss(problems, W), rtol=0, atol=1e-13)
+        assert torch.allclose(tr.mass["first"][k], ag.attention(problems, W)[1][..., 0], rtol=0, atol=1e-13)
+        Wr = W.clone().requires_grad_()
+        ag.loss(problems, Wr).sum().backward()
+        W = W - 0.7 * Wr.grad if k < 4 else W
+    assert torch.allclose(tr.W, W, rtol=0, atol=1e-12) and not torch.allclose(tr.W, tr.W * 0)
+
+
 def test_normalised_steps_have_length_lr(problems):
     tr = ag.train(problems, steps=5, lr=0.1, init_scale=0.0)
     assert torch.allclose(tr.norm[1:], 0.1 * torch.arange(1, 6, dtype=torch.float64)[:, None], atol=0.1)
