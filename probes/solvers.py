@@ -159,24 +159,49 @@ def _nth(iterates, n: int):
             return w
 
 
+def _gd_every_prefix(xs, ys, steps, lr: float = 0.1, normalize: bool = True) -> dict:
+    """{k: weights [B, n-1, d] of every prefix i = 1..n-1 after k steps of `gd`}, in closed form: from w = 0,
+    w <- w - s (G w - c) with G = X_i^T X_i = V diag(lam) V^T and c = X_i^T y_i gives
+    w_k = V diag((1 - (1 - s lam)^k) / lam) V^T c (k s where lam = 0), so any k costs one step's work."""
+    B, n, d = xs.shape
+    G = (xs[..., :, None] * xs[..., None, :]).cumsum(1)[:, :-1]  # [B, n-1, d, d]: G[:, i-1] = G_i
+    c = (ys[..., None] * xs).cumsum(1)[:, :-1]  # [B, n-1, d]
+    s = lr / torch.arange(1, n, dtype=xs.dtype, device=xs.device)[:, None] if normalize else \
+        torch.full((n - 1, 1), lr, dtype=xs.dtype, device=xs.device)  # [n-1, 1]
+    lam, V = torch.linalg.eigh(G)  # [B, n-1, d], [B, n-1, d, d]
+    coef = (V.mT @ c.unsqueeze(-1)).squeeze(-1)  # [B, n-1, d]
+    a, safe = s * lam, torch.where(lam == 0, 1.0, lam)
+    out = {}
+    for k in steps:  # 1 - (1 - a)^k, through log1p/expm1 where 1 - a > 0 (accurate when a is tiny)
+        shrink = torch.where(a < 1, -torch.expm1(k * torch.log1p(-a)), 1 - (1 - a) ** k)
+        factor = torch.where(lam == 0, k * s, shrink / safe)  # [B, n-1, d]
+        out[k] = (V @ (factor * coef).unsqueeze(-1)).squeeze(-1)
+    return out
+
+
+def _newton_every_prefix(xs, ys, alpha: str = "frobenius"):
+    """Weights [B, n-1, d] of every prefix after step 1, 2, ... of `newton`, prefix by prefix."""
+    prefixes = [_newton_iterates(xs[:, :i], ys[:, :i], alpha) for i in range(1, xs.shape[1])]
+    while True:
+        yield torch.stack([next(it) for it in prefixes], dim=1)
+
+
 def path(name: str, prompts: Prompts, steps, **kwargs) -> dict[int, torch.Tensor]:
-    """Predictions [B, n] after each number of steps in `steps`, from one run of the iteration:
-    {k: solve(name, prompts, steps=k, **kwargs)} for name "gd" or "newton", at the cost of max(steps)."""
-    iterate = {"gd": _gd_iterates, "newton": _newton_iterates}
-    if name not in iterate:
+    """Predictions [B, n] after each number of steps in `steps`: {k: solve(name, prompts, steps=k, **kwargs)} for
+    name "gd" (in closed form, `_gd_every_prefix`) or "newton" (one run of the iteration, to max(steps))."""
+    if name not in ("gd", "newton"):
         raise ValueError(f"path() takes gd or newton; got {name!r}")
     wanted = sorted(set(int(k) for k in steps))
+    if not wanted or wanted[0] < 1:
+        raise ValueError(f"path() steps must be integers >= 1, at least one; got {list(steps)!r}")
     xs, ys = prompts.xs.double(), prompts.ys.double()
-    B, n, _ = xs.shape
-    out = {k: xs.new_zeros(B, n) for k in wanted}
-    for i in range(1, n):
-        its = iterate[name](xs[:, :i], ys[:, :i], **kwargs)
-        for k, w in enumerate(its, start=1):
-            if k in out:
-                out[k][:, i] = (w * xs[:, i]).sum(-1)
-            if k >= wanted[-1]:
-                break
-    return {k: v.to(prompts.ys.dtype) for k, v in out.items()}
+    if name == "gd":
+        weights = _gd_every_prefix(xs, ys, wanted, **kwargs)
+    else:
+        iterates = zip(range(1, wanted[-1] + 1), _newton_every_prefix(xs, ys, **kwargs))
+        weights = {k: w for k, w in iterates if k in wanted}
+    zero = ys.new_zeros(len(ys), 1)  # column 0 predicts 0, column i uses prefix i
+    return {k: torch.cat([zero, (w * xs[:, 1:]).sum(-1)], dim=1).to(prompts.ys.dtype) for k, w in weights.items()}
 
 
 def lasso_kkt_violation(X, y, w, alpha: float) -> torch.Tensor:

@@ -172,16 +172,23 @@ def test_unknown_solver_or_argument_lists_choices():
         probes.solve("gd", p, step=3)
 
 
-@pytest.mark.parametrize("name, kw", [("gd", {"lr": 0.01, "normalize": False}), ("gd", {"lr": 0.5}),
-                                      ("newton", {"alpha": "frobenius"})])
-def test_path_equals_separate_solves(name, kw):
+@pytest.mark.parametrize("name, kw, steps, task", [
+    ("gd", {"lr": 0.01, "normalize": False}, [1, 4, 2, 9], {}), ("gd", {"lr": 0.5}, [1, 4, 2, 9], {}),
+    ("gd", {"lr": 0.01, "normalize": False}, [3000, 1, 700], {"x_cov": "ill_conditioned", "kappa": 100.0}),
+    ("newton", {"alpha": "frobenius"}, [1, 4, 2, 9], {})])
+def test_path_equals_separate_solves(name, kw, steps, task):
+    """path's predictions (gd's in closed form, on every prefix's Gram matrix) are the iterations' own, for prefixes
+    shorter than d (singular Gram matrices) too, and over thousands of steps on ill-conditioned data."""
     from probes.solvers import path
 
-    p = _prompts(d=3, n=7)
-    got = path(name, p, [1, 4, 2, 9], **kw)
-    assert sorted(got) == [1, 2, 4, 9]
+    (seed,) = fresh_seeds(1, __name__ + name + str(steps))
+    p = _prompts(d=3, n=7, seed=seed, **task)
+    got = path(name, p, steps, **kw)
+    assert list(got) == sorted(steps)
     for k, preds in got.items():
-        torch.testing.assert_close(preds, probes.solve(name, p, steps=k, **kw), rtol=0, atol=1e-12)
+        torch.testing.assert_close(preds, probes.solve(name, p, steps=k, **kw), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="steps must be integers >= 1"):
+        path(name, p, [0, 3], **kw)
 
 
 def test_vo_gdpp_grid_search_is_the_gdpp_solver_over_the_grid():
