@@ -152,8 +152,9 @@ def ship(name: str, res: dict, threads: int, wall_s: float) -> None:
                                                     f"train.threads={threads}"])}
         build = build_folder(name)
         figures = build / "figures"
-        if figures.is_dir():
-            shutil.copytree(figures, stage / "figures")
+        if figures.is_dir():  # not the figures of seed replicas beyond n_seeds (left by a build with more seeds)
+            shutil.copytree(figures, stage / "figures", ignore=lambda folder, names: [
+                n for n in names if n.startswith("seed-") and n[5:].isdigit() and int(n[5:]) >= n_seeds])
         shipped_res = _shipped_result(res, build.parent)
         atomic_write_json(stage / "result.json", shipped_res)
         target = zoo.ROOT / name

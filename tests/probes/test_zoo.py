@@ -57,6 +57,8 @@ def test_the_zoo_is_small_and_holds_what_the_manifest_says():
         assert e["command"].startswith(f"lab reproduce {name} --scale zoo --seeds {e['seeds']}")
         assert len(e["claims"]) == e["seeds"] and all(e["claims"])
         assert {m for m in e["uses"]} <= set(models)
+        replicas = [int(f.name.removeprefix("seed-")) for f in (zoo.ROOT / name / "figures").glob("seed-*")]
+        assert all(0 < k < e["seeds"] for k in replicas), f"{name}: figures of seed replicas it does not ship"
 
 
 @pytest.mark.parametrize("name", list(SHIPPED))
