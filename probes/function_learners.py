@@ -16,12 +16,17 @@ from .prefix_nets import train_prefix_nets
 
 
 def _per_prefix(xs, ys, make_estimator) -> torch.Tensor:
-    """Fit a fresh scikit-learn regressor to every (prompt, prefix) and predict the next point: [B, n]."""
+    """Fit a fresh scikit-learn regressor to every (prompt, prefix) and predict the next point: [B, n]. The prompts
+    were checked (finite, shapes: solvers.check_prompts), so scikit-learn's own checks of every fit and of every
+    boosting stage's tree are skipped: the same numbers, a third less time on these tiny fits."""
+    import sklearn
+
     X, Y = xs.double().cpu().numpy(), ys.double().cpu().numpy()
     out = np.zeros(Y.shape)
-    for b in range(X.shape[0]):
-        for i in range(1, X.shape[1]):
-            out[b, i] = make_estimator().fit(X[b, :i], Y[b, :i]).predict(X[b, i:i + 1])[0]
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        for b in range(X.shape[0]):
+            for i in range(1, X.shape[1]):
+                out[b, i] = make_estimator().fit(X[b, :i], Y[b, :i]).predict(X[b, i:i + 1])[0]
     return torch.from_numpy(out).to(device=xs.device, dtype=xs.dtype)
 
 
