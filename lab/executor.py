@@ -32,7 +32,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .config import ConfigError, machine_memory, make_config
-from .processes import Reaper, descendants
+from .processes import Reaper, descendants, marked_as_owned, owner_token, watch_owner
 from .runlock import holder
 from .runs import CONFIG, METRICS, Run, RunFileError, read_metrics
 
@@ -166,6 +166,7 @@ def run_job(job: Job, threads: int = 1, evaluate=None) -> list[dict]:
     status (done, diverged, failed), error (one line), step, wall_s, metrics (evaluate(run), if given)."""
     from .trainer import TrainingDiverged, train
 
+    watch_owner()  # in a worker of an embedded cluster: it dies with the process that started the cluster
     t0 = time.time()
     cfg = copy.deepcopy(job.config)
     cfg["train"]["threads"] = threads
@@ -215,10 +216,11 @@ def ray_cluster(address: str | None = None, cpus: int | None = None, gpus: int |
         _check_reachable(address)
         ray.init(address=address, **({} if address.startswith("ray://") else quiet))
     else:
-        with loopback_only():
+        token = owner_token()
+        with loopback_only(), marked_as_owned(token):  # every process of the cluster, and its workers, marked
             ray.init(address="local", num_cpus=cpus or os.cpu_count() or 1,  # "local": always a new cluster
                      num_gpus=_local_gpus() if gpus is None else gpus, **quiet)
-        reaper = Reaper(descendants(os.getpid()))  # the cluster's processes die with us, even by kill -9
+        reaper = Reaper(descendants(os.getpid()), token)  # the cluster's processes die with us, even by kill -9
     _restore_signal_handlers(handlers)
     try:
         with _ray_messages_to_stderr(quiet):

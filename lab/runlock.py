@@ -2,17 +2,23 @@
 
 The lock is an advisory `flock` on that file, so the kernel releases it when the holder exits, however it exits
 (kill -9 included): a lock left by a dead process is stale by construction and the next trainer takes it over.
-The file records who holds it (pid, host, start time), which is what a refused trainer and `lab runs` report.
+The file records who holds it (pid, host, start time, and the process that owns it: the driver of the sweep whose
+embedded Ray cluster runs the trainer), which is what a refused trainer and `lab runs` report. A holder whose owner
+is gone is an orphan of a killed sweep (it dies by itself within a second: lab.processes.watch_owner); a trainer
+that finds one kills it and takes the lock over at once, instead of refusing.
 """
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import signal
 import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from .processes import OWNER_VAR, owner_alive, start_time
 
 LOCK = ".lock"
 
@@ -38,16 +44,18 @@ def hold(folder: Path, doing: str = "trained", advice: str = "or train into anot
     path = Path(folder) / LOCK
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock(fd):
             who = _record(fd)
-            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(who["started"])) if "started" in who else "?"
-            raise RunLocked(f"{folder} is being {doing} by process {who.get('pid', '?')} on {who.get('host', '?')} "
-                            f"(since {since}); wait for it, stop it (kill -INT {who.get('pid', 'PID')}), {advice}"
-                            ) from None
+            if not (_orphaned(who) and _take_over(fd, who)):
+                started = who.get("started")
+                since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) \
+                    if isinstance(started, (int, float)) and 0 <= started < 1e11 else "?"
+                raise RunLocked(f"{folder} is being {doing} by process {who.get('pid', '?')} on "
+                                f"{who.get('host', '?')} (since {since}); wait for it, stop it "
+                                f"(kill -INT {who.get('pid', 'PID')}), {advice}")
         previous = _record(fd)  # a holder that let go cleared its record: one left behind is a dead process's
-        me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}).encode()
+        me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+                         "pid_start": start_time(os.getpid()), "owner": os.environ.get(OWNER_VAR)}).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, me, 0)
         try:
@@ -56,6 +64,35 @@ def hold(folder: Path, doing: str = "trained", advice: str = "or train into anot
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # closing the last descriptor releases the lock
+
+
+def _lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _orphaned(who: dict) -> bool:
+    """The holder runs here, is the process its record names, and its owner (a sweep's driver) is gone."""
+    pid, owner = who.get("pid"), who.get("owner")
+    return (isinstance(pid, int) and pid > 0 and isinstance(owner, str) and who.get("host") == socket.gethostname()
+            and who.get("pid_start") is not None and start_time(pid) == who["pid_start"] and not owner_alive(owner))
+
+
+def _take_over(fd: int, who: dict, wait_s: float = 10.0) -> bool:
+    """Kill an orphaned holder and take its lock (the kernel lets go when it exits); False if that takes > wait_s."""
+    try:
+        os.kill(who["pid"], signal.SIGKILL)
+    except OSError:
+        pass
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if _lock(fd):
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def holder(folder: Path) -> dict | None:

@@ -29,9 +29,9 @@ def descendants(pid: int) -> set[int]:
     return set(below(pid))
 
 
-def started_by_session(token: str) -> list[int]:
-    """Living processes, other than this one, whose environment carries this session's token."""
-    marker = f"{SESSION_VAR}={token}".encode()
+def started_by_session(token: str, var: str = SESSION_VAR) -> list[int]:
+    """Living processes, other than this one, whose environment carries this session's token (or `var`=token)."""
+    marker = f"{var}={token}".encode()
     found = []
     for p in _pids():
         if p == os.getpid() or not alive(p):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,11 @@ import lab
 from lab.cli import main
 from lab.config import ConfigError
 from lab.executor import plan_jobs, trial
+from lab.runlock import LOCK, holder
 from lab.runs import safe_torch_load
 from lab.stats import mean_interval
 from lab.sweeps import SpecError, metric_value, parse_spec, trials_of
-from owned import alive, descendants, wait_for
+from owned import alive, cmdline, descendants, started_by_session, wait_for, wait_gone
 from probes.sweeps import sweep
 
 TINY = {"task.d": 3, "task.n_points": 6, "model.n_layers": 1, "model.d_model": 16, "train.batch_size": 16,
@@ -282,6 +284,71 @@ def _group(pgid: int) -> list[int]:
     return found
 
 
+KILLED_VAR = "LAB_TEST_KILLED_SWEEP"  # marks a `lab sweep` a test kills: every process it starts inherits it
+
+
+def _marked_env() -> dict:
+    return {**os.environ, KILLED_VAR: uuid.uuid4().hex}
+
+
+def _files(folder: Path):
+    for root, _, names in os.walk(folder):
+        for name in names:
+            yield Path(root) / name
+
+
+def _cluster_up_no_trainer_yet(out: Path, proc) -> bool:
+    names = {cmdline(p) for p in descendants(proc.pid)}
+    return any("raylet" in n for n in names) and not (out / "trials").exists()
+
+
+def _writing_a_checkpoint(out: Path, proc) -> bool:
+    return any(f.name.endswith(".tmp") and f.parent.parent.name == "trials" for f in _files(out))  # lab.runs
+
+
+def _packed_ensemble_training(out: Path, proc) -> bool:
+    for f in _files(out):
+        if f.name == "status.json" and (f.parent / "config.json").is_file():
+            packed = json.loads((f.parent / "config.json").read_text())["ensemble"]["size"] > 1
+            if packed and json.loads(f.read_text() or "{}").get("step", 0) >= 20:
+                return True
+    return False
+
+
+KILL_POINTS = {  # where the driver dies: its sweep settings and the moment
+    "before-the-first-trial-starts": (["--no-pack"], {}, _cluster_up_no_trainer_yet),
+    "mid-checkpoint": (["--no-pack"], {"train.checkpoint_every": 1, "model.d_model": 64, "model.n_layers": 2},
+                       _writing_a_checkpoint),
+    "while-packed-seeds-train": (["seeds=0..3", "--cpus", "1"], {}, _packed_ensemble_training),
+}
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_kill_9_of_lab_sweep_at_any_point_leaves_no_process_of_it_and_no_lock_held(tmp_path, point, tally):
+    """Wherever kill -9 finds the driver (cluster starting, a trial writing its checkpoint, seeds training packed
+    into one ensemble), 10 s later no process the sweep started is alive, however it was started or re-parented
+    (found by a mark in its environment, not by the process tree), and no run lock is held: the next sweep can
+    take every trial over."""
+    extra, changed, moment = KILL_POINTS[point]
+    out = tmp_path / "sweep"
+    settings = [f"{k}={v}" for k, v in {**TINY, "train.steps": 100000, **changed}.items()]
+    cmd = [LAB, "sweep", "tiny-linreg", *settings, "train.lr=1e-3,2e-3", *extra, "--out", str(out), "--quiet"]
+    mark = _marked_env()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=mark)
+    try:
+        assert wait_for(lambda: moment(out, proc), timeout=180, every=0.002), proc.poll()
+        tally["faults injected"] += 1
+        proc.kill()
+        proc.wait(timeout=30)
+        left = wait_gone(started_by_session(mark[KILLED_VAR], KILLED_VAR), timeout=10)
+        assert not left, [cmdline(p) for p in left]
+        held = [str(f.parent) for f in _files(out) if f.name == LOCK and holder(f.parent) is not None]
+        assert not held
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_stopping_lab_sweep_stops_its_cluster_and_the_same_command_resumes_the_trials(tmp_path, sig):
     """SIGTERM to `lab sweep` (as Ctrl-C) or kill -9: its embedded Ray cluster and workers stop with it (SIGTERM:
@@ -290,7 +357,8 @@ def test_stopping_lab_sweep_stops_its_cluster_and_the_same_command_resumes_the_t
     out = tmp_path / "sweep"
     cmd = [LAB, "sweep", "tiny-linreg", *[f"{k}={v}" for k, v in long.items()], "train.lr=1e-3,2e-3", "--no-pack",
            "--out", str(out), "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    mark = _marked_env()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=mark)
     started = set()
 
     def training() -> bool:
@@ -307,6 +375,8 @@ def test_stopping_lab_sweep_stops_its_cluster_and_the_same_command_resumes_the_t
         assert proc.returncode == -signal.SIGKILL
     assert len(started) >= 3  # the cluster's processes and the trial workers, all below `lab sweep`
     assert wait_for(lambda: not any(alive(p) for p in started), timeout=30), [p for p in started if alive(p)]
+    left = wait_gone(started_by_session(mark[KILLED_VAR], KILLED_VAR), timeout=10)  # seen by the test or not
+    assert not left, [cmdline(p) for p in left]
     assert lab.load_run(out / "trials" / "lr0.001_seed0").status["status"] == "interrupted"
 
     again = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=300)
