@@ -353,7 +353,8 @@ def cmd_dashboard(args) -> int:
     main_py = Path(app.__file__).parent / "main.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(main_py), "--server.headless", "true",
            "--server.fileWatcherType", "none", "--server.address", args.address, "--server.port", str(args.port),
-           "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "type"]  # no tracebacks on pages
+           "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "type",  # no tracebacks on pages
+           "--client.toolbarMode", "minimal"]  # a local lab, not an app to deploy: no Deploy button, no dev menu
     print(f"the lab's dashboard: http://{args.address}:{args.port}  (runs from {runs_root()}; Ctrl-C stops it)",
           flush=True)
     code = run_owned(cmd, env={**os.environ, jobs.OWNER_ENV: str(os.getpid())})
@@ -516,6 +517,11 @@ def main(argv=None) -> int:
             print(f"lab: error: --{name.replace('_', '-')} must be an integer >= 1; got {getattr(args, name)}",
                   file=sys.stderr)
             return 2
+    threads, cores = getattr(args, "threads", None), getattr(args, "cpus", None) or os.cpu_count() or 1
+    if threads and not getattr(args, "address", None) and threads > cores:  # before any folder is claimed
+        print(f"lab: error: --threads {threads} is more than the {cores} cores of the embedded cluster: no trial "
+              f"could start; give --threads 1..{cores}", file=sys.stderr)
+        return 2
     # SIGTERM stops a training like Ctrl-C (status written, checkpoint kept); the dashboard owns its own signals.
     # SIGINT is Ctrl-C even where the parent ignored it (a script's background job inherits SIGINT ignored, and
     # Python then leaves it so): the dashboard's stop button and `kill -INT` must still stop a training cleanly

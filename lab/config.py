@@ -23,8 +23,13 @@ class ConfigError(ValueError):
 DEFAULT_THREADS = 1  # measured: see the README's "Several trainings at once"
 MAX_THREADS = 256  # more threads than that is a typo, and OpenMP allocates per thread (10^9 of them: 32 GB)
 FLOAT32_MAX = 3.4028234663852886e38
-BYTES_PER_WEIGHT = 16  # float32 weight, its gradient and Adam's two moments
+# What one training keeps, calibrated on the peak memory (RSS) of 2-step CPU trainings of 2-6 GiB: the peak is
+# 0.7-1.0x the estimate past 4 GiB, plus a fixed ~0.6 GiB that MEMORY_SHARE leaves room for (docs/runs.md).
+BYTES_PER_WEIGHT = 28  # float32 weight, gradient, Adam's two moments, the copies model.safetensors is written from
 BYTES_PER_ACTIVATION = 4  # float32, kept for the backward pass
+KEPT_PER_TOKEN_LAYER = (12, 2, 2)  # floats per token and layer: 12 x d_model, 2 x the MLP width, 2 x heads x T (scores)
+KEPT_PER_TOKEN = 3  # floats per token beyond the layers: x 3 the token's input size (the batch, the read-in)
+MEMORY_SHARE = 0.9  # the share of this machine's memory one training may plan on (the rest: the system, the process)
 
 
 def machine_memory() -> int:
@@ -319,35 +324,42 @@ class RunConfig:
         return self.ensemble.size * (blocks + (read_in + positions + read_out) * D)
 
     def _counts(self, task, d_in: int, seq_len: int) -> tuple[int, int]:
-        """(weights, activations): lower bounds on the weights (all members) and on one batch's activations kept
-        for the backward pass (every layer's largest)."""
+        """(weights, activations): the weights (all members) and one batch's floats kept for the backward pass: per
+        token and layer the d_model-wide tensors (residual, q, k, v, z, projections), the MLP's, and the attention
+        scores where the attention path materialises them (linear attention, the reference backend); per token its
+        input. Calibrated against measured peaks (KEPT_PER_TOKEN_LAYER)."""
         m = self.model
-        activations = m.n_layers * self.ensemble.size * self.train.batch_size * seq_len * max(
-            m.d_model, m.mlp_width, d_in, m.n_heads * seq_len)
-        return self.weight_count(task, d_in), activations
+        per_d, per_mlp, per_score = KEPT_PER_TOKEN_LAYER
+        scores = m.n_heads * seq_len if (m.attn != "softmax" or m.backend == "reference") else 0
+        per_layer = per_d * m.d_model + per_mlp * m.mlp_width + per_score * scores
+        tokens = self.ensemble.size * self.train.batch_size * seq_len
+        return self.weight_count(task, d_in), tokens * (m.n_layers * per_layer + KEPT_PER_TOKEN * d_in)
 
     def memory_bytes(self) -> int:
-        """The config check's lower bound on the memory one training of this config keeps (weights with their
+        """The config check's estimate of the memory one training of this config keeps (weights with their
         gradients and Adam's moments, and one batch's activations): what packing ensembles is bounded by."""
         task, fmt = self.task.build(), tasks.formats.get(self.task.format)
         weights, activations = self._counts(task, fmt.input_dim(task.d), _longest(task, fmt, self.task.n_points))
         return weights * BYTES_PER_WEIGHT + activations * BYTES_PER_ACTIVATION
 
     def _check_size(self, task, d_in: int, seq_len: int) -> None:
-        """A config too large for this machine stops here, not killed for memory once training starts. The counts
-        are lower bounds (weights with their gradients and Adam's moments; every layer's largest activation)."""
+        """A config too large for this machine stops here, before anything is allocated: never swapping, never
+        killed for memory once training starts. Weights (with gradients, Adam's moments and the copy a checkpoint
+        is written from) and one batch's activations together must fit in MEMORY_SHARE of the machine's memory."""
         weights, activations = self._counts(task, d_in, seq_len)
         memory = machine_memory()
-        if weights * BYTES_PER_WEIGHT > memory:
-            raise ConfigError(f"this model has {weights:.3g} weights, {_gib(weights * BYTES_PER_WEIGHT)} with their "
-                              f"gradients and Adam's state, more than this machine's {_gib(memory)} of memory; lower "
-                              "model.d_model, model.d_mlp, model.n_layers, model.max_len, model.n_classes or "
-                              "ensemble.size")
-        if activations * BYTES_PER_ACTIVATION > memory:
+        usable = MEMORY_SHARE * memory
+        weight_bytes, activation_bytes = weights * BYTES_PER_WEIGHT, activations * BYTES_PER_ACTIVATION
+        if weight_bytes > usable:
+            raise ConfigError(f"this model has {weights:.3g} weights, {_gib(weight_bytes)} with their gradients and "
+                              f"Adam's state, more than this machine's {_gib(memory)} of memory can hold for a "
+                              "training; lower model.d_model, model.d_mlp, model.n_layers, model.max_len, "
+                              "model.n_classes or ensemble.size")
+        if weight_bytes + activation_bytes > usable:
             raise ConfigError(f"one batch of this config keeps {activations:.3g} activations "
-                              f"({_gib(activations * BYTES_PER_ACTIVATION)}), more than this machine's "
-                              f"{_gib(memory)} of memory; lower train.batch_size, task.n_points, model.d_model, "
-                              "model.n_layers or ensemble.size")
+                              f"({_gib(activation_bytes)}, with the weights {_gib(weight_bytes + activation_bytes)}), "
+                              f"more than this machine's {_gib(memory)} of memory can hold for a training; lower "
+                              "train.batch_size, task.n_points, model.d_model, model.n_layers or ensemble.size")
 
     def resolved(self) -> RunConfig:
         """A validated copy with derived values (d_in, d_mlp) filled in: what a run folder saves."""

@@ -395,12 +395,16 @@ def run_trials(trials: list[Trial], *, address: str | None = None, cpus: int | N
     trial's run_dir is its member folder, RUN/members/i). Ray is started only if some trial still needs training."""
     if threads < 1:
         raise ValueError(f"threads per trial must be an integer >= 1; got {threads}")
+    cores = cpus or os.cpu_count() or 1
+    if not address and threads > cores:  # Ray would queue every trial for good: none fits on the cluster
+        raise ValueError(f"--threads {threads} is more than the {cores} cores of the embedded cluster: no trial "
+                         f"could start; give --threads 1..{cores}")
     if gpus_per_trial is not None and not 0 <= gpus_per_trial <= 64:
         raise ValueError(f"--gpus-per-trial must be a number of GPUs in 0..64 (a fraction shares one); got "
                          f"{gpus_per_trial}")
     gpu = _local_gpus() > 0 and all(t.config["train"]["device"] != "cpu" for t in trials)
     gpus_per_trial = (1 if gpu else 0) if gpus_per_trial is None else gpus_per_trial
-    slots = max(1, (cpus or os.cpu_count() or 1) // threads)
+    slots = max(1, cores // threads)
     jobs = plan_jobs(trials, pack, pack_lr, slots, gpu=gpus_per_trial > 0) if not address else None
     if jobs is not None:
         check_jobs(jobs)
@@ -409,6 +413,9 @@ def run_trials(trials: list[Trial], *, address: str | None = None, cpus: int | N
             return _in_trial_order(trials, records)
     with ray_cluster(address, cpus, quiet=quiet) as ray:
         if jobs is None:  # a cluster: pack for its size
+            if threads > ray.cluster_resources().get("CPU", 0):
+                raise ValueError(f"--threads {threads} is more than the cluster at {address} has cores "
+                                 f"({ray.cluster_resources().get('CPU', 0):g}): no trial could start")
             jobs = plan_jobs(trials, pack, pack_lr, cluster_slots(ray, threads), gpu=gpus_per_trial > 0)
             check_jobs(jobs)
         records = execute(jobs, ray=ray, threads=threads, gpus_per_trial=gpus_per_trial, evaluate=evaluate,

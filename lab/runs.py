@@ -4,7 +4,6 @@ Every file a run folder holds is read through a checked reader here: a truncated
 a one-line RunFileError naming the file and what is wrong, never a parser's traceback."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickle
@@ -93,15 +92,19 @@ def _file_mode() -> int:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file. The file gets
-    the permissions any file the user writes gets (the umask), so a group-shared run store stays readable."""
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write(path: Path, write) -> None:
+    """`write(f)` into a temporary file in the same folder, then rename: readers never see half a file. The file
+    gets the permissions any file the user writes gets (the umask), so a group-shared run store stays readable."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -115,9 +118,9 @@ def atomic_write_json(path: Path, obj) -> None:
 
 
 def atomic_torch_save(path: Path, obj) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    """torch.save straight into the temporary file: no copy of the checkpoint in memory (a model's weights, its
+    optimiser state, and the bytes of both at once would be what a large model's training peaks at)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def safe_torch_load(path: Path, map_location="cpu") -> dict:

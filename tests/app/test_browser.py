@@ -69,6 +69,8 @@ def test_every_page_opens_without_an_exception_and_the_tour_steps(server, browse
         _settle(page, title)
         assert page.locator('[data-testid="stException"]').count() == 0, f"exception on /{path}"
         assert page.get_by_text("Page not found").count() == 0, f"/{path} is not a page"
+        assert page.locator('[data-testid="stAppDeployButton"]').count() == 0, "a Deploy button on a local lab"
+        assert page.get_by_role("button", name="Deploy").count() == 0
         page.screenshot(path=str(_shots() / f"{path or 'home'}.png"), full_page=True)
     # one interaction: the tour's Next button shows the second demo
     assert page.get_by_text("2. One layer of linear attention").count() == 0

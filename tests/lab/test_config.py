@@ -74,13 +74,15 @@ def test_weight_count_is_a_tight_lower_bound_on_the_built_models_parameters(name
 
 @pytest.mark.parametrize("key", ["model.max_len", "model.d_mlp", "train.batch_size"])
 def test_a_config_larger_than_this_machines_memory_is_refused_in_one_line(key, tmp_path, capsys):
-    """A learned position table of 64-wide rows needs 16 bytes per weight (weight, gradient, Adam's moments); rows
-    to fill the machine's memory are refused before anything is allocated, as are an MLP or a batch that large."""
+    """A learned position table of 64-wide rows needs 28 bytes per weight (weight, gradient, Adam's moments, the
+    copies a checkpoint is written from); rows to fill the machine's memory are refused before anything is allocated,
+    as are an MLP or a batch that large."""
     from lab.cli import main
     from lab.config import machine_memory
 
-    size = machine_memory() // (16 * 64) + 1
-    with pytest.raises(ConfigError, match=f"more than this machine's .* of memory; lower .*{key}") as err:
+    size = machine_memory() // (28 * 64) + 1
+    refused = f"more than this machine's .* of memory can hold for a training; lower .*{key}"
+    with pytest.raises(ConfigError, match=refused) as err:
         make_config("tiny-linreg", [f"{key}={size}"])
     assert "\n" not in str(err.value)
     out = tmp_path / "run"
