@@ -165,6 +165,7 @@ def sidebar(task: str | None = None) -> tuple[list[lab.Run], list[tuple[Path, st
                 yours.append(lab.load_run(path))
             except (OSError, RunFileError):
                 pass
+        _apply_url_run(slot, yours + shipped)
         current = chosen.get(slot)
         if current not in [r.path for r in yours + shipped]:
             fallback = _default(task, yours, shipped)
@@ -187,9 +188,11 @@ def sidebar(task: str | None = None) -> tuple[list[lab.Run], list[tuple[Path, st
             chosen[slot] = st.session_state["run_path"] = current
             if picked.n_members > 1:
                 st.session_state["member"] = st.number_input(f"Member (of {picked.n_members})", 0,
-                                                             picked.n_members - 1, 0, key="member_picker")
+                                                             picked.n_members - 1, _url_member(picked),
+                                                             key="member_picker")
             else:
                 st.session_state["member"] = None
+            _show_in_url(picked)
             if source == ZOO:
                 st.caption("Shipped with the lab, trained by `lab zoo build`; read-only (analyses are saved under "
                            f"{runs_root() / 'zoo'}).")
@@ -198,6 +201,44 @@ def sidebar(task: str | None = None) -> tuple[list[lab.Run], list[tuple[Path, st
         for path, problem in problems:
             st.caption(f"Skipped {path.name}: {problem}")
     return yours, problems
+
+
+URL_VALUE_MAX = 500  # longer query values are no run name: ignored, and not echoed whole
+
+
+def _apply_url_run(slot: str, runs: list[lab.Run]) -> None:
+    """A link's `?run=NAME` (a name as the picker shows it) opens that run, once per link: a later pick wins. An
+    unknown or malformed name is ignored with one line."""
+    wanted = st.query_params.get("run")
+    if wanted is None or wanted == st.session_state.get("url_run"):
+        return
+    st.session_state["url_run"] = wanted
+    by_name = {_display_name(r): r.path for r in runs}
+    if len(wanted) <= URL_VALUE_MAX and wanted in by_name:
+        choose(by_name[wanted])
+        st.session_state.setdefault("chosen", {})[slot] = by_name[wanted]
+    else:
+        shown = wanted[:60] + ("..." if len(wanted) > 60 else "")
+        st.session_state["picker_note"] = f"The link names no run here ({shown!r}): showing the page's default."
+
+
+def _url_member(run: lab.Run) -> int:
+    """The ensemble member a link names (`?member=i`), 0 when it names none or none that exists."""
+    text = st.query_params.get("member", "")
+    return int(text) if text.isdigit() and len(text) < 6 and int(text) < run.n_members else 0
+
+
+def _show_in_url(run: lab.Run) -> None:
+    """The view's state in its URL (run, member), so a link opens the same view."""
+    name = _display_name(run)
+    if st.query_params.get("run") != name:
+        st.query_params["run"] = name
+    st.session_state["url_run"] = name
+    member = st.session_state.get("member")
+    if member is None:
+        st.query_params.pop("member", None)
+    elif st.query_params.get("member") != str(member):
+        st.query_params["member"] = str(member)
 
 
 def _display_name(run: lab.Run) -> str:

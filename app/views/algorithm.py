@@ -4,6 +4,7 @@ of the same task); the buttons compute it (again) on fresh prompts."""
 import streamlit as st
 
 from app import common
+from app.tables import NOTES, TABLES
 from probes import figures
 from probes.inspect import PROBES, not_applicable, probe_run
 
@@ -58,13 +59,16 @@ if run is not None:
             shown = reference
             st.caption(f"Meanwhile, the same probe on the zoo's model of this task, {common.run_name(reference)} "
                        f"({reference.config.train.steps} steps), as shipped with the lab:")
-        left, right = st.columns([1, 1])  # the text tables need ~60 monospace characters
-        with right:
+        if kind == "match":  # each figure the page's full width, so its text reads at the size of the page's
+            common.image(figures.png_bytes(figures.spd_figure(res)))
+        elif kind == "probe":
+            common.image(figures.png_bytes(figures.probe_figure(res)))
+        elif common.analysis_file(shown, "figures", FIGURES[kind]).is_file():
+            common.image(common.analysis_file(shown, "figures", FIGURES[kind]).read_bytes())
+        if kind in TABLES:
+            with common.guard(f"The {kind} table"):
+                st.dataframe(TABLES[kind](res), hide_index=True, width="stretch")
+                if kind in NOTES and NOTES[kind](res):
+                    st.caption(NOTES[kind](res))
+        else:
             st.code(PROBES[kind].format(res), language=None)
-        with left:
-            if kind == "match":
-                common.image(figures.png_bytes(figures.spd_figure(res)))
-            elif kind == "probe":
-                common.image(figures.png_bytes(figures.probe_figure(res)))
-            elif common.analysis_file(shown, "figures", FIGURES[kind]).is_file():
-                common.image(common.analysis_file(shown, "figures", FIGURES[kind]).read_bytes())

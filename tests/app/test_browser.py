@@ -188,3 +188,33 @@ def test_interactive_charts_show_values_on_hover_and_a_click_picks_the_example(s
     text, _, _ = _hover_until_tooltip(page, curve, "error")
     assert "predictor" in text and "k" in text, text
     page.close()
+
+
+def _picked_run(page) -> str:
+    return page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.locator("input").input_value()
+
+
+def test_a_views_run_is_in_its_url_so_a_shared_link_opens_the_same_view(server, browser):
+    """The page writes its run into the URL; that URL opened in a new browser (a link a teacher shares) opens the
+    same run, a zoo model included; a link naming no run, or a malformed or huge query string, opens the page's
+    default with one line, never an exception."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(f"{server}/icl_curve")
+    _settle(page, "In-context curve")
+    assert _picked_run(page) == "small" and "run=small" in page.url, page.url
+    page.close()
+    shared = browser.new_page(viewport={"width": 1400, "height": 1600})  # a new session, as another user's
+    shared.goto(f"{server}/icl_curve?run=garg-curve/linreg")
+    _settle(shared, "In-context curve")
+    assert _picked_run(shared) == "garg-curve/linreg"
+    assert shared.locator('[data-testid="stException"]').count() == 0
+    shared.screenshot(path=str(_shots() / "icl_curve-from-link.png"), full_page=True)
+    for query in ("run=..%2F..%2Fetc%2Fpasswd", "run=%ff%fe%00&run=&member=-1", "member=99999999999&run=small",
+                  "run=" + "A" * 20000, "%%%&&&==&run", "run=small&member=abc&" + "x=1&" * 500):
+        shared.goto(f"{server}/icl_curve?{query}")
+        _settle(shared, "In-context curve")
+        assert shared.locator('[data-testid="stException"]').count() == 0, query[:80]
+        assert _picked_run(shared) in ("small", "garg-curve/linreg"), query[:80]
+        if "..%2F" in query or "A" * 100 in query:
+            assert shared.get_by_text("The link names no run here").count() == 1, query[:80]
+    shared.close()
