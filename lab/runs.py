@@ -4,6 +4,7 @@ Every file a run folder holds is read through a checked reader here: a truncated
 a one-line RunFileError naming the file and what is wrong, never a parser's traceback."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -103,14 +104,42 @@ def atomic_write(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, _file_mode())
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        with os.fdopen(fd, "wb") as raw:
+            f = _Recording(raw)
+            try:
+                write(f)
+            except RuntimeError:  # torch's zip writer turns the file's OSError into a RuntimeError of its own
+                if f.error is None:
+                    raise
+                raise f.error from None
+            raw.flush()
+            os.fsync(raw.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        full = " (the disk is full: free some space, then run the same command again)" \
+            if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}{full}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class _Recording:
+    """A binary file that remembers the OSError its write raised (what torch.save hides in a RuntimeError)."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
 
 
 def atomic_write_json(path: Path, obj) -> None:

@@ -238,6 +238,7 @@ def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) 
     out = Path(out) if out else new_run_dir(cfg.preset or "run")
     created = not out.exists()
     claim_out_folder(out, "run")
+    made = os.stat(out) if created else None
     with runlock.hold(out) as stale:
         if stale:  # said even with quiet: the folder changes hands
             print(f"{out}: its last trainer (process {stale.get('pid')}) is gone without finishing; taking over",
@@ -246,7 +247,7 @@ def train(preset, overrides=None, out=None, quiet: bool = False, callback=None) 
             with torch_threads(cfg.train):
                 return _train_held(cfg, device, out, quiet, callback)
         except BaseException:
-            if created and not (out / CHECKPOINT).is_file():  # nothing of this run was kept: leave no folder
+            if made and _same_folder(out, made) and not (out / CHECKPOINT).is_file():  # nothing kept: no folder
                 shutil.rmtree(out, ignore_errors=True)
             raise
 
@@ -266,6 +267,23 @@ def _advice(cfg: RunConfig, step: int, what: str) -> str:
     return "Try " + ", ".join(tips[:-1]) + (" or " if len(tips) > 1 else "") + tips[-1]
 
 
+def _same_folder(out: Path, folder: os.stat_result) -> bool:
+    """`out` is still the folder `folder` was stat'ed from (not deleted, moved away or replaced by another)."""
+    try:
+        now = os.stat(out)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (folder.st_dev, folder.st_ino)
+
+
+def _check_still_there(out: Path, folder: os.stat_result, step: int) -> None:
+    """Stop with one line when the run folder was deleted, moved or replaced during training: writing on would
+    make a new folder of checkpoints without their config and metrics (what a deleted folder looked like)."""
+    if not (_same_folder(out, folder) and (out / CONFIG).is_file()):
+        raise RunFileError(f"{out} was deleted, moved or replaced while training: stopped at step {step}, writing "
+                           "nothing more (train again into a folder of its own)")
+
+
 def _train_held(cfg: RunConfig, device, out: Path, quiet: bool, callback) -> Run:
     """The training loop proper, with `out` created and its run lock held."""
     if (out / CONFIG).is_file():
@@ -278,12 +296,14 @@ def _train_held(cfg: RunConfig, device, out: Path, quiet: bool, callback) -> Run
               else f"resuming {out} from step {start}")
     atomic_write_json(out / CONFIG, cfg.to_dict())
     prompts_per_step, d = tc.batch_size * cfg.ensemble.size, cfg.task.build().d
+    folder = os.stat(out)  # the folder this run writes: one deleted or replaced under it stops the training
 
     def save(step: int):
         try:
             engine.check_healthy()
         except Diverged as e:
             fail(step, str(e))
+        _check_still_there(out, folder, step)
         state = engine.state_dict()
         write_safetensors(out / WEIGHTS, state["model"], {"step": step})
         atomic_torch_save(out / CHECKPOINT, {"step": step, **state})

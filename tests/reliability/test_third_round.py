@@ -3,14 +3,23 @@ or more per defect, each failing on the code before its fix: the line a user see
 was written."""
 import json
 import math
+import os
+import resource
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
+import lab
 from lab.cli import main
 from lab.config import BYTES_PER_WEIGHT, MEMORY_SHARE, ConfigError, machine_memory, make_config
 from lab.executor import run_trials, trial
+from lab.runs import RunFileError, safe_torch_load
+
+LAB = str(Path(sys.executable).with_name("lab"))
 
 # One step of a training that keeps ~2.5 GiB: activation-bound (a batch of 8000 prompts of 22 tokens).
 PEAK = """
@@ -97,3 +106,84 @@ def test_the_python_api_refuses_more_threads_than_cores_too(tmp_path, tally):
     with pytest.raises(ValueError, match="--threads 5 is more than the 2 cores"):
         run_trials([t], cpus=2, threads=5, quiet=True)
     assert not (tmp_path / "t").exists()
+
+
+MID = ["train.steps=10", "train.checkpoint_every=5", "train.log_every=5", "model.d_model=64"]  # checkpoints ~2.7 MB
+
+
+def _limit_file_size():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, resource.RLIM_INFINITY))  # Python ignores SIGXFSZ
+
+
+def test_a_write_the_file_system_refuses_stops_the_training_in_one_line_naming_the_file(tmp_path, tally):
+    """A file-size limit (`ulimit -f`) the weights file exceeds: exit 2, one line naming the file and why, no
+    temporary file left (before: torch.save into the file raised its own RuntimeError, an "internal error")."""
+    out = tmp_path / "run"
+    tally["faults injected"] += 1
+    got = subprocess.run([LAB, "train", "tiny-linreg", *MID, "--out", str(out), "--quiet"], capture_output=True,
+                         text=True, timeout=300, preexec_fn=_limit_file_size)
+    assert got.returncode == 2, got.stderr
+    assert got.stderr.count("\n") == 1 and "Traceback" not in got.stderr and "internal error" not in got.stderr
+    assert f"cannot write {out}/" in got.stderr and "File too large" in got.stderr, got.stderr
+    assert not [p.name for p in out.glob(".*.tmp")]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB tmpfs (root only): room for one checkpoint of MID, not for its next one beside it."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_disk_that_fills_mid_run_keeps_the_last_checkpoint_and_the_same_command_resumes(small_disk, tmp_path,
+                                                                                          tally):
+    """The second checkpoint does not fit beside the first: one line naming the file and that the disk is full,
+    exit 2; the first checkpoint intact, the run interrupted at its step; with space freed the same command resumes
+    and ends with an uninterrupted run's weights."""
+    out = small_disk / "run"
+    cmd = [LAB, "train", "tiny-linreg", *MID, "--out", str(out), "--quiet"]
+    tally["faults injected"] += 1
+    got = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert got.returncode == 2 and got.stderr.count("\n") == 1, got.stderr
+    assert f"cannot write {out}/" in got.stderr and "the disk is full" in got.stderr, got.stderr
+    status = lab.load_run(out).status
+    assert status["status"] == "interrupted" and status["step"] == 5
+    assert not [p.name for p in out.glob(".*.tmp")]
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # space freed
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    reference = lab.train("tiny-linreg", MID, out=tmp_path / "uninterrupted", quiet=True)
+    a, b = (safe_torch_load(Path(r) / "checkpoint.pt")["model"] for r in (out, reference.path))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("change", ["deleted", "replaced"])
+def test_a_run_folder_deleted_or_replaced_mid_run_stops_the_training_at_its_next_checkpoint(tmp_path, change,
+                                                                                          tally):
+    """Before: the trainer made the folder again and filled it with checkpoints without their config or metrics,
+    trained to the end, then failed reading it back."""
+    out, moved = tmp_path / "run", tmp_path / "moved"
+
+    def meddle(step):
+        if step == 7:
+            if change == "deleted":
+                shutil.rmtree(out)
+            else:
+                out.rename(moved)
+                out.mkdir()
+    tally["faults injected"] += 1
+    with pytest.raises(RunFileError, match=f"{out} was deleted, moved or replaced while training: stopped at step 10"):
+        lab.train("tiny-linreg", MID[:1] + ["train.steps=40", "train.checkpoint_every=5", "model.d_model=16"],
+                  out=out, quiet=True, callback=meddle)
+    if change == "deleted":
+        assert not out.exists()
+    else:
+        assert list(out.iterdir()) == []  # the new folder untouched
+        assert lab.load_run(moved).status["step"] == 5  # the moved run as it was at its last checkpoint
