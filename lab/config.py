@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import tasks
+from tasks.checks import shown
 
 
 class ConfigError(ValueError):
@@ -48,7 +49,7 @@ def _gib(n_bytes: float) -> str:
 
 def _need(cond: bool, key: str, allowed: str, value) -> None:
     if not cond:
-        raise ConfigError(f"{key} must be {allowed}; got {value!r}")
+        raise ConfigError(f"{key} must be {allowed}; got {shown(value)}")
 
 
 @dataclass
@@ -66,7 +67,8 @@ class TaskConfig:
         allowed = [f.name for f in dataclasses.fields(tasks.task_class(self.name))]
         for key in self.params:  # e.g. task.name=boolean on a preset that sets task.d
             if key not in allowed:
-                raise ConfigError(f"task.{key} (from the preset or an override) is not an argument of task "
+                named = f"task.{key}" if len(key) <= 60 else f"task key {shown(key)}"
+                raise ConfigError(f"{named} (from the preset or an override) is not an argument of task "
                                   f"{self.name}; its arguments: {', '.join(allowed)}")
         try:
             self.build()
@@ -382,7 +384,7 @@ class RunConfig:
         cfg = cls(preset=str(data.get("preset", "")))
         unknown = set(data) - set(SECTIONS) - {"preset"}
         if unknown:
-            raise ConfigError(f"unknown config section {sorted(unknown)[0]!r}; sections: {', '.join(SECTIONS)}")
+            raise ConfigError(f"unknown config section {shown(sorted(unknown)[0])}; sections: {', '.join(SECTIONS)}")
         for section, values in data.items():
             if section == "preset":
                 continue
@@ -412,7 +414,7 @@ def _coerce(key: str, hint, value):
             try:
                 number = int(str(value).replace("_", ""))
             except ValueError:
-                raise ConfigError(f"{key} must be an integer; got {value!r}") from None
+                raise ConfigError(f"{key} must be an integer; got {shown(value)}") from None
         _need(abs(number) < 2**53, key, "an integer of at most 15 digits", value)
         return number
     if hint is float:
@@ -420,7 +422,7 @@ def _coerce(key: str, hint, value):
             number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
                 else float(str(value))
         except (ValueError, OverflowError):
-            raise ConfigError(f"{key} must be a number; got {value!r}") from None
+            raise ConfigError(f"{key} must be a number; got {shown(value)}") from None
         _need(math.isfinite(number), key, "a finite number (not NaN or inf)", value)
         _need(abs(number) <= FLOAT32_MAX, key, "within float32's range (|x| <= 3.4e38): the tensors are float32",
               value)
@@ -445,7 +447,8 @@ def set_value(cfg: RunConfig, key: str, value) -> None:
         key = "ensemble.size"
     section, _, name = key.partition(".")
     if section not in SECTIONS or not name:
-        raise ConfigError(f"unknown key {key!r}; keys look like SECTION.NAME with SECTION one of {', '.join(SECTIONS)}")
+        raise ConfigError(f"unknown key {shown(key)}; keys look like SECTION.NAME with SECTION one of "
+                          f"{', '.join(SECTIONS)}")
     obj = getattr(cfg, section)
     hints = typing.get_type_hints(type(obj))
     if section == "task" and name not in hints:
@@ -454,7 +457,7 @@ def set_value(cfg: RunConfig, key: str, value) -> None:
         task_hints = typing.get_type_hints(task_cls)
         if name not in task_hints:
             allowed = ["name", "format", "n_points"] + list(task_hints)
-            raise ConfigError(f"unknown key {key!r}; task keys: {', '.join(allowed)}")
+            raise ConfigError(f"unknown key {shown(key)}; task keys: {', '.join(allowed)}")
         cfg.task.params[name] = _coerce(key, task_hints[name], value)
         return
     if section == "task" and name == "params":
@@ -462,7 +465,7 @@ def set_value(cfg: RunConfig, key: str, value) -> None:
             set_value(cfg, f"task.{k}", v)
         return
     if name not in hints:
-        raise ConfigError(f"unknown key {key!r}; {section} keys: {', '.join(hints)}")
+        raise ConfigError(f"unknown key {shown(key)}; {section} keys: {', '.join(hints)}")
     setattr(obj, name, _coerce(key, hints[name], value))
 
 
@@ -478,7 +481,7 @@ def apply_overrides(cfg: RunConfig, overrides) -> RunConfig:
 def _split(text: str) -> tuple[str, str]:
     key, eq, value = text.partition("=")
     if not eq or not key:
-        raise ConfigError(f"override {text!r} must look like key=value (e.g. train.steps=500)")
+        raise ConfigError(f"override {shown(text)} must look like key=value (e.g. train.steps=500)")
     return key.strip(), value.strip()
 
 
@@ -495,7 +498,7 @@ def load_preset(name: str) -> RunConfig:
         data.setdefault("preset", path.stem)
         return RunConfig.from_dict(data).validate()
     if name not in preset_names():
-        raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(preset_names())} (or a .toml/.json file)")
+        raise ConfigError(f"unknown preset {shown(name)}; presets: {', '.join(preset_names())} (or a .toml/.json file)")
     data = tomllib.loads(resources.files("lab.presets").joinpath(f"{name}.toml").read_text())
     data["preset"] = name
     return RunConfig.from_dict(data).validate()

@@ -5,6 +5,14 @@ import dataclasses
 import numbers
 import typing
 
+SHOWN_MAX = 80  # an echoed value longer than this is cut: a huge pasted value must not make a huge error line
+
+
+def shown(value) -> str:
+    """`value`'s repr for an error line, cut to SHOWN_MAX characters with how long it was."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_MAX else f"{text[:SHOWN_MAX - 20]}... ({len(text)} characters)"
+
 
 def check_choices(obj) -> None:
     """Every `Literal[...]` field of dataclass `obj` holds one of its allowed values."""
@@ -15,13 +23,13 @@ def check_choices(obj) -> None:
             allowed = typing.get_args(hint)
             value = getattr(obj, f.name)
             if value not in allowed:
-                raise ValueError(f"{f.name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+                raise ValueError(f"{f.name} must be one of {', '.join(map(str, allowed))}; got {shown(value)}")
 
 
 def check(condition: bool, field: str, allowed: str, value) -> None:
     """Raise `ValueError("field must be <allowed>; got value")` unless `condition`."""
     if not condition:
-        raise ValueError(f"{field} must be {allowed}; got {value!r}")
+        raise ValueError(f"{field} must be {allowed}; got {shown(value)}")
 
 
 def whole(value) -> bool:

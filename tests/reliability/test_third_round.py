@@ -187,3 +187,23 @@ def test_a_run_folder_deleted_or_replaced_mid_run_stops_the_training_at_its_next
     else:
         assert list(out.iterdir()) == []  # the new folder untouched
         assert lab.load_run(moved).status["step"] == 5  # the moved run as it was at its last checkpoint
+
+
+HUGE = 100_000
+
+
+@pytest.mark.parametrize("args", [["train", "tiny-linreg", "train.steps=" + "9" * HUGE],
+                                  ["train", "tiny-linreg", "k" * HUGE + "=1"],
+                                  ["train", "tiny-linreg", "task.name=" + "x" * HUGE],
+                                  ["train", "tiny-linreg", "model.attn=" + "x" * HUGE],
+                                  ["train", "p" * HUGE],
+                                  ["sweep", "tiny-linreg", "train.lr=" + "1," * HUGE + "x"]],
+                         ids=["huge-number", "huge-key", "huge-task-name", "huge-choice", "huge-preset", "huge-axis"])
+def test_a_huge_pasted_value_is_refused_in_one_short_line(args, tmp_path, capsys, tally):
+    """Before: the error line echoed the whole value (100 kB on one line, in a terminal or a dashboard box)."""
+    out = tmp_path / "out"
+    tally["bad inputs tried"] += 1
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 500 and "Traceback" not in err, err[:300]
+    assert not out.exists()
