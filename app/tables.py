@@ -33,3 +33,35 @@ TABLES = {"match": match_rows, "readout": readout_rows, "probe": probe_rows, "co
 NOTES = {"readout": lambda res: f"Newton iterations per layer (slope): {res['newton_slope_per_layer']:.2f}"
          if res.get("newton_slope_per_layer") is not None else "",
          "construction": lambda res: f"The construction at the line-searched learning rate {res['gd_lr']:.3f}."}
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    """{"task": {"params": {"d": 5}}} -> {"task.params.d": 5}."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_differences(configs: dict[str, dict]) -> list[dict]:
+    """The config keys (section.key, task parameters as task.params.NAME) whose values differ between the runs
+    named in `configs` (name -> resolved config dict): one row per key, one column per run ("-": not set)."""
+    flat = {name: _flat(cfg) for name, cfg in configs.items()}
+    keys = sorted({k for f in flat.values() for k in f})
+    rows = []
+    for key in keys:
+        values = {name: f.get(key, "-") for name, f in flat.items()}
+        if len({repr(v) for v in values.values()}) > 1:
+            rows.append({"key": key, **{name: str(v) for name, v in values.items()}})
+    return rows
+
+
+def match_side_by_side(results: dict[str, dict]) -> list[dict]:
+    """The `match` probe of several runs (name -> RUN/eval/match.json) side by side: one row per run with its
+    closest algorithm and each algorithm's SPD / d."""
+    return [{"run": name, "closest": res["best_family"],
+             **{f"SPD / d {family}": f["spd"] for family, f in res["families"].items()}}
+            for name, res in results.items()]

@@ -5,7 +5,7 @@ import time
 import streamlit as st
 
 import lab
-from app import charts, common, jobs
+from app import charts, common, jobs, tables
 from lab.runs import METRICS, check_run_name, read_metrics
 from probes.figures import png_bytes, training_curve
 from probes.icl_curve import icl_curve
@@ -72,6 +72,16 @@ if picked:
             for r in picked for row in read_metrics(r.path / METRICS) if loss_of(row)]
     st.altair_chart(charts.line_chart(rows, "step", "loss", "run", "training loss (log scale; an ensemble's mean)",
                                       integer_x=False, log_y=True), key="compare_loss")
+    if len(picked) > 1:
+        differences = tables.config_differences({common.run_name(r): r.config.to_dict() for r in picked})
+        st.caption("What their configs set differently:" if differences else "Their configs are the same.")
+        if differences:
+            st.dataframe(differences, hide_index=True, width="stretch")
+    matched = {common.run_name(r): res for r in picked
+               if (res := common.read_json(common.analysis_file(r, "eval", "match.json")))}
+    if matched:
+        st.caption("Closest algorithm by SPD (lab probe RUN match), for the runs it was computed on:")
+        st.dataframe(tables.match_side_by_side(matched), hide_index=True, width="stretch")
     same = [r for r in picked if r.config.task.name == picked[0].config.task.name]
     if st.toggle(f"Overlay their in-context curves too ({len(same)} runs of {picked[0].config.task.name}, 256 fresh "
                  "prompts each: a few seconds a run)", key="compare_icl"):

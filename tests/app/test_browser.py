@@ -72,6 +72,12 @@ def test_every_page_opens_without_an_exception_and_the_tour_steps(server, browse
         assert page.locator('[data-testid="stAppDeployButton"]').count() == 0, "a Deploy button on a local lab"
         assert page.get_by_role("button", name="Deploy").count() == 0
         page.screenshot(path=str(_shots() / f"{path or 'home'}.png"), full_page=True)
+    page.goto(f"{server}/runs?run=small")  # compared with its zoo reference: what their configs set differently
+    _settle(page, "Runs")
+    assert page.get_by_text("What their configs set differently").count() == 1
+    page.screenshot(path=str(_shots() / "runs-compare.png"), full_page=True)
+    page.goto(f"{server}/tour")
+    _settle(page, "Tour")
     # one interaction: the tour's Next button shows the second demo
     assert page.get_by_text("2. One layer of linear attention").count() == 0
     page.get_by_role("button", name="Next").click()

@@ -3,7 +3,7 @@ shipped with the zoo, and on a construction probe computed here)."""
 import json
 
 import lab
-from app.tables import NOTES, TABLES
+from app.tables import NOTES, TABLES, config_differences, match_side_by_side
 from lab import zoo
 from probes.inspect import probe_run
 
@@ -49,3 +49,28 @@ def test_the_construction_table_holds_the_cosines_computed_for_each_layer():
     for r, layer in zip(rows, res["layers"]):
         assert (r["cosine W_KQ"], r["cosine W_PV"]) == (layer["kq_cosine"], layer["pv_cosine"])
         assert -1 <= r["cosine W_KQ"] <= 1
+
+
+def test_config_differences_list_exactly_the_keys_whose_values_differ():
+    a = lab.make_config("tiny-linreg", {"train.lr": 3e-3}).to_dict()
+    b = lab.make_config("tiny-linreg", {"model.n_layers": 2, "task.d": 4}).to_dict()
+    rows = config_differences({"a": a, "b": b})
+    by_key = {r["key"]: (r["a"], r["b"]) for r in rows}
+    assert by_key["train.lr"] == ("0.003", "0.001")
+    assert by_key["model.n_layers"] == ("3", "2")
+    assert by_key["task.params.d"] == ("5", "4")
+    # every other key is equal in the two configs (an independent walk of the nested dicts)
+    def leaves(cfg, prefix=""):
+        for k, v in cfg.items():
+            yield from (leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)])
+    la, lb = dict(leaves(a)), dict(leaves(b))
+    assert set(by_key) == {k for k in la.keys() | lb.keys() if la.get(k, "-") != lb.get(k, "-")}
+    assert config_differences({"a": a, "again": a}) == []
+
+
+def test_match_results_side_by_side_keep_each_runs_numbers():
+    res = _shipped("match")
+    rows = match_side_by_side({"x": res, "y": res})
+    assert [r["run"] for r in rows] == ["x", "y"]
+    assert rows[0]["closest"] == res["best_family"]
+    assert all(rows[0][f"SPD / d {f}"] == res["families"][f]["spd"] for f in res["families"])
