@@ -24,6 +24,7 @@ from lab.runs import (
     runs_root,
     scan_runs,
 )
+from tasks.checks import shown
 
 
 def run_name(run: lab.Run) -> str:
@@ -203,7 +204,7 @@ def sidebar(task: str | None = None) -> tuple[list[lab.Run], list[tuple[Path, st
     return yours, problems
 
 
-URL_VALUE_MAX = 500  # longer query values are no run name: ignored, and not echoed whole
+URL_VALUE_MAX = 500  # longer query values are no run name: ignored (and echoed cut short, as every error value)
 
 
 def _apply_url_run(slot: str, runs: list[lab.Run]) -> None:
@@ -218,8 +219,7 @@ def _apply_url_run(slot: str, runs: list[lab.Run]) -> None:
         choose(by_name[wanted])
         st.session_state.setdefault("chosen", {})[slot] = by_name[wanted]
     else:
-        shown = wanted[:60] + ("..." if len(wanted) > 60 else "")
-        st.session_state["picker_note"] = f"The link names no run here ({shown!r}): showing the page's default."
+        st.session_state["picker_note"] = f"The link names no run here ({shown(wanted)}): showing the page's default."
 
 
 def _url_member(run: lab.Run) -> int:

@@ -152,21 +152,6 @@ def marked_as_owned(token: str):
             os.environ[OWNER_VAR] = before
 
 
-def carrying(token: str) -> list[int]:
-    """Living processes, other than this one, whose environment carries OWNER_VAR=token."""
-    marker = f"{OWNER_VAR}={token}".encode()
-    found = []
-    for p in os.listdir("/proc"):
-        if not p.isdigit() or int(p) == os.getpid() or start_time(int(p)) is None:
-            continue
-        try:
-            if marker in open(f"/proc/{p}/environ", "rb").read().split(b"\0"):
-                found.append(int(p))
-        except OSError:
-            pass
-    return found
-
-
 def watch_owner(interval_s: float = 0.5) -> None:
     """In a process that carries an owner mark (a Ray worker of an embedded cluster): once the owner is gone,
     however it died, this process kills itself (SIGKILL: as if killed with it, so its run reads as interrupted and
@@ -246,4 +231,4 @@ class Reaper:
 
 
 __all__ = ["run_owned", "stop_group", "group_alive", "descendants", "Reaper", "OWNER_VAR", "owner_token",
-           "owner_alive", "marked_as_owned", "carrying", "watch_owner", "start_time"]
+           "owner_alive", "marked_as_owned", "watch_owner", "start_time"]
