@@ -5,7 +5,8 @@ The lock is an advisory `flock` on that file, so the kernel releases it when the
 The file records who holds it (pid, host, start time, and the process that owns it: the driver of the sweep whose
 embedded Ray cluster runs the trainer), which is what a refused trainer and `lab runs` report. A holder whose owner
 is gone is an orphan of a killed sweep (it dies by itself within a second: lab.processes.watch_owner); a trainer
-that finds one kills it and takes the lock over at once, instead of refusing.
+that finds one kills it and takes the lock over at once, instead of refusing; so it does when the holder is a
+killed process still exiting.
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def hold(folder: Path, doing: str = "trained", advice: str = "or train into anot
     try:
         if not _lock(fd):
             who = _record(fd)
-            if not (_orphaned(who) and _take_over(fd, who)):
+            if not (_gone_or_orphaned(who) and _take_over(fd, who)):
                 started = who.get("started")
                 since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) \
                     if isinstance(started, (int, float)) and 0 <= started < 1e11 else "?"
@@ -74,19 +75,27 @@ def _lock(fd: int) -> bool:
         return False
 
 
-def _orphaned(who: dict) -> bool:
-    """The holder runs here, is the process its record names, and its owner (a sweep's driver) is gone."""
+def _gone_or_orphaned(who: dict) -> bool:
+    """The holder ran here and is exiting (a killed process whose last threads still run holds its files for a
+    moment after it reads as dead), or it is the process its record names and its owner (a sweep's driver) is
+    gone."""
     pid, owner = who.get("pid"), who.get("owner")
-    return (isinstance(pid, int) and pid > 0 and isinstance(owner, str) and who.get("host") == socket.gethostname()
-            and who.get("pid_start") is not None and start_time(pid) == who["pid_start"] and not owner_alive(owner))
+    if not (isinstance(pid, int) and pid > 0 and who.get("host") == socket.gethostname()):
+        return False
+    started = start_time(pid)
+    if started is None:
+        return True
+    return isinstance(owner, str) and started == who.get("pid_start") and not owner_alive(owner)
 
 
 def _take_over(fd: int, who: dict, wait_s: float = 10.0) -> bool:
-    """Kill an orphaned holder and take its lock (the kernel lets go when it exits); False if that takes > wait_s."""
-    try:
-        os.kill(who["pid"], signal.SIGKILL)
-    except OSError:
-        pass
+    """Kill an orphaned holder (one that is exiting is left to finish) and take its lock once the kernel lets go
+    of it; False if that takes more than wait_s."""
+    if start_time(who["pid"]) is not None:
+        try:
+            os.kill(who["pid"], signal.SIGKILL)
+        except OSError:
+            pass
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if _lock(fd):

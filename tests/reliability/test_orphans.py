@@ -168,3 +168,35 @@ def test_a_lock_record_that_lies_never_gets_a_bystander_killed(tmp_path, lie, ta
         for p in (bystander, liar):
             p.kill()
             p.wait()
+
+
+# A holder whose main thread has exited (it reads as a zombie) while another of its threads still runs, as a killed
+# trainer's last threads do for a moment: its files, the lock among them, are open until the last thread ends.
+EXITING = textwrap.dedent("""
+    import ctypes, os, sys, threading, time
+    from lab import runlock
+    held = runlock.hold(sys.argv[1])
+    held.__enter__()
+    def last_thread():
+        time.sleep(float(sys.argv[2]))
+        os._exit(0)
+    threading.Thread(target=last_thread).start()
+    print("held", flush=True)
+    ctypes.CDLL(None).pthread_exit(None)  # the main thread ends: the process reads as dead, its lock still held
+""")
+
+
+def test_a_lock_held_by_a_process_still_exiting_is_taken_over_once_it_lets_go(tmp_path, tally):
+    holder = subprocess.Popen([PY, "-c", EXITING, str(tmp_path), "2"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert wait_for(lambda: start_time(holder.pid) is None, timeout=10)  # a zombie to /proc, holding the lock
+        assert runlock.holder(tmp_path) is not None
+        tally["faults injected"] += 1
+        t0 = time.monotonic()
+        with runlock.hold(tmp_path):  # before: refused at once, naming a process that reads as dead
+            assert runlock.holder(tmp_path)["pid"] == os.getpid()
+        assert time.monotonic() - t0 < 10
+    finally:
+        holder.kill()
+        holder.wait()
