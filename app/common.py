@@ -241,6 +241,28 @@ def _show_in_url(run: lab.Run) -> None:
         st.query_params["member"] = str(member)
 
 
+def url_value(key: str, default, allowed):
+    """A widget's starting value from the page's URL (`?key=value`, what `keep_in_url` wrote): the value if
+    `allowed` (a list of choices, or a (low, high) range of numbers) holds it, else `default`. Never raises."""
+    text = st.query_params.get(key)
+    if text is None or len(text) > 40:
+        return default
+    if isinstance(allowed, tuple):
+        try:
+            value = type(default)(float(text)) if isinstance(default, (int, float)) else None
+        except (ValueError, OverflowError):
+            return default
+        return value if value is not None and allowed[0] <= value <= allowed[1] else default
+    return next((c for c in allowed if str(c) == text), default)
+
+
+def keep_in_url(values: dict) -> None:
+    """Write a view's widget values into its URL, so a link opens the same view (read back by `url_value`)."""
+    for key, value in values.items():
+        if st.query_params.get(key) != str(value):
+            st.query_params[key] = str(value)
+
+
 def _display_name(run: lab.Run) -> str:
     """A run's name in the picker: a zoo model's name, a run's folder name, or its path under the run store for a
     nested one (a trial)."""

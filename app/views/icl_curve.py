@@ -20,13 +20,19 @@ if run is not None:
                 .get(run.config.task.name, "."))
         st.stop()
     c1, c2, c3 = st.columns(3)
-    d_active = c1.slider("Active dimensions d (x beyond them is 0)", 1, task.d, task.d, key="d_active")
-    noise = c1.slider("Label noise std", 0.0, 1.0, float(task.noise_std), 0.05, key="noise")
-    x_scale = c2.select_slider("Scale x by", [0.25, 0.5, 1.0, 2.0, 3.0], 1.0, key="x_scale")
-    w_scale = c2.select_slider("Scale w by", [0.25, 0.5, 1.0, 2.0, 3.0], 1.0, key="w_scale")
+    url = common.url_value  # every setting starts from the page's URL, when a link gives it
+    scales, sizes = [0.25, 0.5, 1.0, 2.0, 3.0], [128, 256, 640, 1280]
+    d_active = c1.slider("Active dimensions d (x beyond them is 0)", 1, task.d,
+                         url("d_active", task.d, (1, task.d)), key="d_active")
+    noise = c1.slider("Label noise std", 0.0, 1.0, url("noise", float(task.noise_std), (0.0, 1.0)), 0.05, key="noise")
+    x_scale = c2.select_slider("Scale x by", scales, url("x_scale", 1.0, scales), key="x_scale")
+    w_scale = c2.select_slider("Scale w by", scales, url("w_scale", 1.0, scales), key="w_scale")
     covs = ["isotropic", "skewed"] if task.x_dist == "gaussian" else ["isotropic"]
-    x_cov = c3.radio("x covariance", covs, index=covs.index(task.x_cov) if task.x_cov in covs else 0, key="x_cov")
-    n_prompts = c3.select_slider("Prompts", [128, 256, 640, 1280], 640, key="n_prompts")
+    x_cov = c3.radio("x covariance", covs, index=covs.index(url("x_cov", task.x_cov if task.x_cov in covs
+                                                                  else covs[0], covs)), key="x_cov")
+    n_prompts = c3.select_slider("Prompts", sizes, url("n_prompts", 640, sizes), key="n_prompts")
+    common.keep_in_url({"d_active": d_active, "noise": noise, "x_scale": x_scale, "w_scale": w_scale,
+                        "x_cov": x_cov, "n_prompts": n_prompts})
     shifts = {"noise_std": noise, "x_scale": x_scale, "w_std": task.w_std * w_scale, "x_cov": x_cov}
 
     @st.cache_data(max_entries=32, show_spinner="Computing the curve...", hash_funcs={lab.Run: lambda r: 0})

@@ -201,9 +201,9 @@ def _picked_run(page) -> str:
 
 
 def test_a_views_run_is_in_its_url_so_a_shared_link_opens_the_same_view(server, browser):
-    """The page writes its run into the URL; that URL opened in a new browser (a link a teacher shares) opens the
-    same run, a zoo model included; a link naming no run, or a malformed or huge query string, opens the page's
-    default with one line, never an exception."""
+    """The page writes its run and its settings into the URL; that URL opened in a new browser (a link a teacher
+    shares) opens the same run, a zoo model included, with the same settings; a link naming no run, or a malformed
+    or huge query string, opens the page's default with one line, never an exception."""
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.goto(f"{server}/icl_curve")
     _settle(page, "In-context curve")
@@ -215,8 +215,15 @@ def test_a_views_run_is_in_its_url_so_a_shared_link_opens_the_same_view(server, 
     assert _picked_run(shared) == "garg-curve/linreg"
     assert shared.locator('[data-testid="stException"]').count() == 0
     shared.screenshot(path=str(_shots() / "icl_curve-from-link.png"), full_page=True)
+    shared.goto(f"{server}/icl_curve?run=small&d_active=3&x_scale=2.0&n_prompts=256")  # the sliders too
+    _settle(shared, "In-context curve")
+    assert shared.get_by_text("Model error at k = 3").count() == 1
+    assert "x_scale=2.0" in shared.url and "n_prompts=256" in shared.url and "d_active=3" in shared.url
+    shared.screenshot(path=str(_shots() / "icl_curve-sliders-from-link.png"), full_page=True)
     for query in ("run=..%2F..%2Fetc%2Fpasswd", "run=%ff%fe%00&run=&member=-1", "member=99999999999&run=small",
-                  "run=" + "A" * 20000, "%%%&&&==&run", "run=small&member=abc&" + "x=1&" * 500):
+                  "run=" + "A" * 20000, "%%%&&&==&run", "run=small&member=abc&" + "x=1&" * 500,
+                  "run=small&d_active=999&noise=nan&x_scale=abc&n_prompts=-1&x_cov=" + "z" * 5000,
+                  "run=small&d_active=inf&noise=1e308&w_scale=%00"):
         shared.goto(f"{server}/icl_curve?{query}")
         _settle(shared, "In-context curve")
         assert shared.locator('[data-testid="stException"]').count() == 0, query[:80]

@@ -171,11 +171,18 @@ def test_running_a_probe_from_the_page_shows_its_result(app, root):
     the button computes the run's own, which takes that one's place."""
     _page(app, "views/algorithm.py")
     meanwhile = "Meanwhile, the same probe on the zoo's model of this task, zoo:garg-curve/linreg"
-    assert _texts(app).count(meanwhile) == 3 and _texts(app).count("closest:") == 1  # match, readout, probe
+    def match_tables():  # the match probe's table: one row per algorithm, the closest marked
+        return [t.value for t in app.dataframe if "closest" in t.value.columns]
+
+    assert _texts(app).count(meanwhile) == 3 and len(app.dataframe) == 3  # match, readout, probe: as tables
+    assert len(match_tables()) == 1 and list(match_tables()[0]["closest"]).count("yes") == 1
     app.select_slider(key="probe_prompts").set_value(200).run()
     app.button(key="run-match").click().run()
-    assert not app.exception and _texts(app).count(meanwhile) == 2 and "closest:" in _texts(app)
-    assert (root / "small" / "eval" / "match.json").is_file()
+    assert not app.exception and _texts(app).count(meanwhile) == 2 and len(match_tables()) == 1
+    computed = json.loads((root / "small" / "eval" / "match.json").read_text())
+    table = match_tables()[0]
+    assert list(table["SPD / d (k >= 1)"]) == [f["spd"] for f in computed["families"].values()]  # the run's own
+    assert table.loc[table["closest"] == "yes", "algorithm"].item() == computed["best_family"]
 
 
 def test_the_tour_steps_through_its_demos(app):
