@@ -67,7 +67,8 @@ def test_the_dashboards_jobs_stop_with_it(tmp_path, monkeypatch):
     out = tmp_path / "runs" / "job-run"
     jobs.start("train-job-run", ["train", "tiny-linreg", *SMALL[:-3], "train.steps=1000000",
                                  "train.checkpoint_every=100", "--out", str(out), "--quiet"])
-    assert wait_for(lambda: (out / "checkpoint.pt").is_file()) and jobs.state("train-job-run")["running"]
+    # the first checkpoint's status written too (a stop between the two writes leaves no status to mark interrupted)
+    assert wait_for(lambda: (out / "status.json").is_file()) and jobs.state("train-job-run")["running"]
     assert jobs.stop_owned(9999) == [] and jobs.state("train-job-run")["running"]  # another dashboard's: kept
     assert jobs.stop_owned(4242) == ["train-job-run"]
     assert not jobs.state("train-job-run")["running"]
